@@ -1,0 +1,13 @@
+package main
+
+import "github.com/urun-dev/urun/fusefs"
+
+type unmountCmd struct {
+	Lazy       bool   `short:"z" help:"Lazy unmount: detach now, clean up when no longer busy."`
+	Mountpoint string `arg:"" help:"The mountpoint." type:"path"`
+}
+
+// Run unmounts the union at the mountpoint.
+func (c *unmountCmd) Run() error {
+	return fusefs.Unmount(c.Mountpoint, c.Lazy)
+}

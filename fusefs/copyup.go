@@ -1,0 +1,239 @@
+package fusefs
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strconv"
+
+	"github.com/urun-dev/urun/internal/sys"
+	"golang.org/x/sys/unix"
+)
+
+// copyUp makes sure the node's object lives in an rw branch, copying it
+// (and first its parent directories) up from a read-only branch. The copy is
+// made in the rw branch's staging directory, given its owner, mode,
+// extended attributes and times, and only then renamed into place: a crash
+// leaves either no copy or a whole one.
+func (n *node) copyUp(ctx context.Context) error {
+	u := n.u
+	if u.topRW < 0 {
+		return unix.EROFS
+	}
+	s, err := n.state()
+	if err != nil {
+		return err
+	}
+	if u.br[s.br].rw() {
+		return nil
+	}
+	n.cuMu.Lock()
+	defer n.cuMu.Unlock()
+	if s, err = n.refresh(); err != nil {
+		return err
+	}
+	if u.br[s.br].rw() {
+		return nil
+	}
+	if n.IsRoot() {
+		return unix.EROFS
+	}
+	name, parent := n.Parent()
+	if parent == nil {
+		return unix.ENOENT
+	}
+	pn := asNode(parent)
+	if err := pn.copyUp(ctx); err != nil {
+		return err
+	}
+	ps, err := pn.state()
+	if err != nil {
+		return err
+	}
+	t := ps.br
+	tb := u.br[t]
+	src, err := n.locate(s)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	var st unix.Stat_t
+	if err := sys.Fstatat(src.fd, src.name, &st); err != nil {
+		return err
+	}
+	dst, err := sys.OpenBeneath(tb.fd, parent.Path(nil), unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dst)
+
+	isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
+	origin := devIno{u.br[s.br].dev, st.Ino}
+	var ref plinkRef
+	linked := false
+	if !isDir && st.Nlink > 1 {
+		if r, ok := u.plinkOf(s.br, st.Ino); ok && r.b == t {
+			// Another name of this object was copied up already: link to it.
+			if err := sys.Linkat(tb.plink, r.name, dst, name); err != nil {
+				return err
+			}
+			ref, linked = r, true
+		}
+	}
+	var newIno uint64
+	if !linked {
+		tmp := u.tmpName()
+		if err := u.copyObject(src, &st, tb.work, tmp); err != nil {
+			return err
+		}
+		var nst unix.Stat_t
+		if err := sys.Fstatat(tb.work, tmp, &nst); err != nil {
+			u.discard(tb.work, tmp, isDir)
+			return err
+		}
+		newIno = nst.Ino
+		if !isDir && st.Nlink > 1 {
+			ref = plinkRef{b: t, name: strconv.FormatUint(origin.dev, 16) + "_" + strconv.FormatUint(origin.ino, 16), ino: newIno}
+			if err := sys.Linkat(tb.work, tmp, tb.plink, ref.name); err != nil {
+				u.log.Warn("hard-link index unavailable; other names of this file will be copied separately", "err", err)
+				ref = plinkRef{}
+			}
+		}
+		if err := sys.Renameat2(tb.work, tmp, dst, name, unix.RENAME_NOREPLACE); err != nil {
+			u.discard(tb.work, tmp, isDir)
+			if ref.name != "" {
+				_ = sys.Unlinkat(tb.plink, ref.name, 0)
+			}
+			return err
+		}
+		if ref.name != "" {
+			u.inoMu.Lock()
+			u.plinks[origin] = ref
+			u.plinks[devIno{tb.dev, newIno}] = ref
+			u.inoMu.Unlock()
+		}
+		u.setAlias(t, newIno, n.StableAttr().Ino)
+	} else {
+		newIno = ref.ino
+	}
+	ns := nodeState{valid: true, br: t, bino: newIno}
+	if isDir {
+		ns.layers = append([]int{t}, s.layers...)
+	} else if ref.name != "" {
+		ns.plink = ref.name
+	}
+	n.setState(ns)
+	return nil
+}
+
+// discard removes a staged object after a failed copy-up.
+func (u *Union) discard(dirfd int, name string, isDir bool) {
+	if isDir {
+		_ = removeAllAt(dirfd, name, true)
+		return
+	}
+	_ = sys.Unlinkat(dirfd, name, 0)
+}
+
+// copyObject copies the object src (described by st) to name in dirfd, with
+// its data, owner, mode, extended attributes and times. On error nothing is
+// left behind.
+func (u *Union) copyObject(src at, st *unix.Stat_t, dirfd int, name string) (err error) {
+	typ := st.Mode & unix.S_IFMT
+	defer func() {
+		if err != nil {
+			u.discard(dirfd, name, typ == unix.S_IFDIR)
+		}
+	}()
+	switch typ {
+	case unix.S_IFREG:
+		if err := u.copyFile(src, st, dirfd, name); err != nil {
+			return err
+		}
+	case unix.S_IFDIR:
+		if err := sys.Mkdirat(dirfd, name, 0o700); err != nil {
+			return err
+		}
+	case unix.S_IFLNK:
+		target, err := sys.Readlinkat(src.fd, src.name)
+		if err != nil {
+			return err
+		}
+		if err := sys.Symlinkat(target, dirfd, name); err != nil {
+			return err
+		}
+	default:
+		if err := sys.Mknodat(dirfd, name, st.Mode, int(st.Rdev)); err != nil {
+			return err
+		}
+	}
+	return u.copyMeta(src, st, dirfd, name)
+}
+
+func (u *Union) copyFile(src at, st *unix.Stat_t, dirfd int, name string) error {
+	sfd, err := sys.OpenBeneath(src.fd, src.name, unix.O_RDONLY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(sfd)
+	dfd, err := sys.OpenBeneath(dirfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dfd)
+	if err := sys.CopyData(dfd, sfd, st.Size); err != nil {
+		return err
+	}
+	if !u.cfg.NoFsync {
+		if err := unix.Fdatasync(dfd); err != nil {
+			return os.NewSyscallError("fdatasync", err)
+		}
+	}
+	return nil
+}
+
+// copyMeta gives name in dirfd the owner, mode, extended attributes and
+// times of src. Owners the daemon may not set (rootless) are left as they
+// are; the union's private attributes are not copied.
+func (u *Union) copyMeta(src at, st *unix.Stat_t, dirfd int, name string) error {
+	typ := st.Mode & unix.S_IFMT
+	if err := sys.Fchownat(dirfd, name, int(st.Uid), int(st.Gid)); err != nil {
+		if !errors.Is(err, unix.EPERM) && !errors.Is(err, unix.EINVAL) {
+			return err
+		}
+		u.log.Debug("copy-up keeps the daemon's owner", "name", name, "err", err)
+	}
+	if typ != unix.S_IFLNK {
+		if err := sys.Fchmodat(dirfd, name, st.Mode&07777); err != nil {
+			return err
+		}
+	}
+	names, err := sys.Llistxattr(src.fd, src.name)
+	if err != nil && !errors.Is(err, unix.ENOTSUP) {
+		return err
+	}
+	for _, x := range names {
+		if isPrivateXattr(x) {
+			continue
+		}
+		v, err := sys.GetxattrAll(src.fd, src.name, x)
+		if err != nil {
+			if errors.Is(err, unix.ENODATA) {
+				continue
+			}
+			return err
+		}
+		if err := sys.Lsetxattr(dirfd, name, x, v, 0); err != nil {
+			if errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOTSUP) {
+				u.log.Warn("copy-up drops an attribute the daemon may not set", "attr", x, "err", err)
+				continue
+			}
+			return err
+		}
+	}
+	ts := []unix.Timespec{
+		{Sec: st.Atim.Sec, Nsec: st.Atim.Nsec},
+		{Sec: st.Mtim.Sec, Nsec: st.Mtim.Nsec},
+	}
+	return sys.Utimensat(dirfd, name, ts)
+}

@@ -1,0 +1,269 @@
+package fusefs
+
+import (
+	"context"
+	"errors"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/urun-dev/urun/internal/sys"
+	"golang.org/x/sys/unix"
+)
+
+var (
+	_ fs.NodeCreater   = (*node)(nil)
+	_ fs.NodeMkdirer   = (*node)(nil)
+	_ fs.NodeMknoder   = (*node)(nil)
+	_ fs.NodeSymlinker = (*node)(nil)
+	_ fs.NodeLinker    = (*node)(nil)
+)
+
+// whKind says what hides a lower name in the rw branch where an object is
+// about to be created.
+type whKind int
+
+const (
+	whNone    whKind = iota
+	whAUFS           // a ".wh.NAME" file beside the name
+	whInPlace        // an overlay-format whiteout at the name itself
+)
+
+// target is the rw branch directory where a new child is made.
+type target struct {
+	b    int
+	dfd  int
+	name string
+	wh   whKind
+}
+
+func (t *target) Close() { unix.Close(t.dfd) }
+
+// createTarget applies aufs's tdp create policy: the child is made in the
+// branch of its parent directory, which is first copied up to an rw branch
+// if it lives in a read-only one.
+func (n *node) createTarget(ctx context.Context, name string) (*target, error) {
+	if isMetaName(name) {
+		return nil, unix.EINVAL
+	}
+	if len(name) > maxNameLen {
+		return nil, unix.ENAMETOOLONG
+	}
+	if n.u.topRW < 0 {
+		return nil, unix.EROFS
+	}
+	if err := n.copyUp(ctx); err != nil {
+		return nil, err
+	}
+	ps, err := n.state()
+	if err != nil {
+		return nil, err
+	}
+	dfd, err := sys.OpenBeneath(n.u.br[ps.br].fd, n.rel(), unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return nil, err
+	}
+	t := &target{b: ps.br, dfd: dfd, name: name}
+	var st unix.Stat_t
+	if err := sys.Fstatat(dfd, name, &st); err == nil {
+		if !isOverlayWhiteoutStat(&st) && !isXattrWhiteout(dfd, name, &st, true) {
+			t.Close()
+			return nil, unix.EEXIST
+		}
+		t.wh = whInPlace
+	} else if len(name)+len(whPrefix) <= maxNameLen && exists(dfd, whPrefix+name) {
+		t.wh = whAUFS
+	}
+	return t, nil
+}
+
+// owner returns the ids a new object of the caller gets: the caller's, with
+// the group of a set-group-ID parent.
+func (n *node) owner(ctx context.Context, t *target) (uid, gid int, ok bool) {
+	if !n.u.privileged {
+		return 0, 0, false
+	}
+	c, has := fuse.FromContext(ctx)
+	if !has {
+		return 0, 0, false
+	}
+	uid, gid = int(c.Uid), int(c.Gid)
+	var pst unix.Stat_t
+	if sys.Fstatat(t.dfd, ".", &pst) == nil && pst.Mode&unix.S_ISGID != 0 {
+		gid = int(pst.Gid)
+	}
+	return uid, gid, true
+}
+
+// make creates a child through mk, which makes the object as name in dirfd.
+// Over an in-place whiteout the object is staged and renamed over it; over
+// an aufs whiteout the whiteout is removed once the object exists (a new
+// directory is first made opaque).
+func (n *node) make(ctx context.Context, name string, isDir, chown bool, mk func(dirfd int, name string) error) (*target, unix.Stat_t, error) {
+	var st unix.Stat_t
+	t, err := n.createTarget(ctx, name)
+	if err != nil {
+		return nil, st, err
+	}
+	u := n.u
+	dirfd, at := t.dfd, name
+	if t.wh == whInPlace {
+		dirfd, at = u.br[t.b].work, u.tmpName()
+	}
+	if err := mk(dirfd, at); err != nil {
+		t.Close()
+		return nil, st, err
+	}
+	undo := func() { u.discard(dirfd, at, isDir) }
+	if uid, gid, ok := n.owner(ctx, t); ok && chown {
+		if err := sys.Fchownat(dirfd, at, uid, gid); err != nil {
+			undo()
+			t.Close()
+			return nil, st, err
+		}
+	}
+	if isDir && t.wh != whNone {
+		if err := u.markOpaque(dirfd, at); err != nil {
+			undo()
+			t.Close()
+			return nil, st, err
+		}
+	}
+	if t.wh == whInPlace {
+		if err := sys.Renameat2(dirfd, at, t.dfd, name, 0); err != nil {
+			undo()
+			t.Close()
+			return nil, st, err
+		}
+	}
+	if t.wh == whAUFS {
+		if err := sys.Unlinkat(t.dfd, whPrefix+name, 0); ignoreNotExist(err) != nil {
+			u.log.Warn("cannot remove whiteout", "name", name, "err", err)
+		}
+	}
+	if err := sys.Fstatat(t.dfd, name, &st); err != nil {
+		t.Close()
+		return nil, st, err
+	}
+	return t, st, nil
+}
+
+// markOpaque makes the directory name in dirfd stop the merge with lower
+// branches.
+func (u *Union) markOpaque(dirfd int, name string) error {
+	fd, err := sys.OpenBeneath(dirfd, name, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	f, err := sys.OpenBeneath(fd, whOpaque, unix.O_WRONLY|unix.O_CREAT, 0)
+	if err != nil && !errors.Is(err, unix.EEXIST) {
+		return err
+	}
+	if err == nil {
+		unix.Close(f)
+	}
+	return nil
+}
+
+func (n *node) childOut(ctx context.Context, t *target, st *unix.Stat_t, out *fuse.EntryOut) *fs.Inode {
+	cs := nodeState{valid: true, br: t.b, bino: st.Ino}
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		cs.layers = []int{t.b}
+	}
+	return n.newChild(ctx, cs, st, &out.Attr)
+}
+
+// Create makes and opens a regular file.
+func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
+	fd := -1
+	oflags := int(flags)&^(unix.O_CREAT|unix.O_EXCL|unix.O_TRUNC|unix.O_NOCTTY) | unix.O_CREAT | unix.O_EXCL
+	t, st, err := n.make(ctx, name, false, true, func(dirfd int, name string) error {
+		var err error
+		fd, err = sys.OpenBeneath(dirfd, name, oflags, mode&07777)
+		return err
+	})
+	if err != nil {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+		return nil, nil, 0, fs.ToErrno(err)
+	}
+	defer t.Close()
+	ch := n.childOut(ctx, t, &st, out)
+	s, _ := asNode(ch).state()
+	return ch, n.u.newFile(fd, s, flags), n.u.openFlags(), 0
+}
+
+// Mkdir makes a directory; over a whiteout it is opaque.
+func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	t, st, err := n.make(ctx, name, true, true, func(dirfd int, name string) error {
+		return sys.Mkdirat(dirfd, name, mode&07777)
+	})
+	if err != nil {
+		return nil, fs.ToErrno(err)
+	}
+	defer t.Close()
+	return n.childOut(ctx, t, &st, out), 0
+}
+
+// Mknod makes a fifo, socket or device node (where the daemon may).
+func (n *node) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	t, st, err := n.make(ctx, name, false, true, func(dirfd int, name string) error {
+		return sys.Mknodat(dirfd, name, mode, int(dev))
+	})
+	if err != nil {
+		return nil, fs.ToErrno(err)
+	}
+	defer t.Close()
+	return n.childOut(ctx, t, &st, out), 0
+}
+
+// Symlink makes a symbolic link.
+func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	t, st, err := n.make(ctx, name, false, true, func(dirfd int, name string) error {
+		return sys.Symlinkat(target, dirfd, name)
+	})
+	if err != nil {
+		return nil, fs.ToErrno(err)
+	}
+	defer t.Close()
+	return n.childOut(ctx, t, &st, out), 0
+}
+
+// Link makes a hard link to an object, copying the object up first.
+func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	tn, ok := target.(*node)
+	if !ok {
+		return nil, syscall.EXDEV
+	}
+	if err := tn.copyUp(ctx); err != nil {
+		return nil, fs.ToErrno(err)
+	}
+	ts, src, _, err := tn.stat()
+	if err != nil {
+		return nil, fs.ToErrno(err)
+	}
+	defer src.Close()
+	ps, err := n.state()
+	if err == nil && n.u.br[ps.br].rw() && ps.br != ts.br {
+		// The new name must live in the object's branch.
+		err = unix.EXDEV
+	}
+	if err != nil {
+		return nil, fs.ToErrno(err)
+	}
+	t, st, err := n.make(ctx, name, false, false, func(dirfd int, name string) error {
+		return sys.Linkat(src.fd, src.name, dirfd, name)
+	})
+	if err != nil {
+		return nil, fs.ToErrno(err)
+	}
+	defer t.Close()
+	// The new name is the same inode: hand back the target's node.
+	fillAttr(&out.Attr, &st, tn.StableAttr().Ino, false)
+	if t.b != ts.br {
+		return nil, syscall.EXDEV
+	}
+	return tn.EmbeddedInode(), 0
+}

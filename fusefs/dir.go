@@ -1,0 +1,192 @@
+package fusefs
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/urun-dev/urun/internal/sys"
+	"golang.org/x/sys/unix"
+)
+
+var _ fs.NodeOpendirHandler = (*node)(nil)
+
+// mergedEntries lists the directory rel whose merged branches are s.layers:
+// each name once, from the topmost branch holding it, whiteouts applied and
+// the union's own names left out. The inode numbers are those Lookup gives.
+func (u *Union) mergedEntries(s nodeState, rel string) ([]fuse.DirEntry, error) {
+	var out []fuse.DirEntry
+	seen := map[string]bool{}
+	for _, b := range s.layers {
+		br := u.br[b]
+		honour := br.Perm.honoursWhiteouts()
+		fd, err := sys.OpenBeneath(br.fd, rel, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+		if err != nil {
+			if isNotFound(err) {
+				continue
+			}
+			return nil, err
+		}
+		ents, err := sys.ReadDir(fd)
+		if err != nil {
+			unix.Close(fd)
+			return nil, err
+		}
+		var hides []string
+		dirWh := -1 // unknown
+		for _, e := range ents {
+			if isMetaName(e.Name) {
+				if honour && !strings.HasPrefix(e.Name, whMetaPfx) {
+					hides = append(hides, e.Name[len(whPrefix):])
+				}
+				continue
+			}
+			if seen[e.Name] {
+				continue
+			}
+			typ := e.Type
+			var st unix.Stat_t
+			if typ == unix.DT_UNKNOWN || (honour && (typ == unix.DT_CHR || typ == unix.DT_REG)) {
+				if typ == unix.DT_REG {
+					if dirWh < 0 {
+						dirWh = 0
+						if hasXattr(fd, ".", whiteoutsXattrs) {
+							dirWh = 1
+						}
+					}
+				}
+				if typ != unix.DT_REG || dirWh == 1 {
+					if err := sys.Fstatat(fd, e.Name, &st); err != nil {
+						continue // gone meanwhile
+					}
+					typ = modeToDT(st.Mode)
+					if honour && (isOverlayWhiteoutStat(&st) || isXattrWhiteout(fd, e.Name, &st, dirWh == 1)) {
+						seen[e.Name] = true
+						continue
+					}
+				}
+			}
+			seen[e.Name] = true
+			out = append(out, fuse.DirEntry{Name: e.Name, Mode: dtToMode(typ), Ino: u.inoFor(b, e.Ino)})
+		}
+		unix.Close(fd)
+		for _, h := range hides {
+			seen[h] = true
+		}
+	}
+	return out, nil
+}
+
+// mergedNames lists the visible names of a directory.
+func (u *Union) mergedNames(s nodeState, rel string) ([]string, error) {
+	ents, err := u.mergedEntries(s, rel)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(ents))
+	for i, e := range ents {
+		names[i] = e.Name
+	}
+	return names, nil
+}
+
+func dtToMode(dt uint8) uint32 {
+	return uint32(dt) << 12
+}
+
+func modeToDT(mode uint32) uint8 {
+	return uint8((mode & unix.S_IFMT) >> 12)
+}
+
+// dirHandle is an open directory: a snapshot of the merged listing taken at
+// opendir and at every rewind, so that a reader never sees a name twice nor
+// misses one that stayed, and telldir offsets stay valid.
+type dirHandle struct {
+	n *node
+	// mu protects ents and pos.
+	mu   sync.Mutex
+	ents []fuse.DirEntry
+	pos  int
+}
+
+var (
+	_ fs.FileReaddirenter = (*dirHandle)(nil)
+	_ fs.FileSeekdirer    = (*dirHandle)(nil)
+	_ fs.FileFsyncdirer   = (*dirHandle)(nil)
+)
+
+// OpendirHandle opens a directory for reading.
+func (n *node) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	h := &dirHandle{n: n}
+	if err := h.load(); err != nil {
+		return nil, 0, fs.ToErrno(err)
+	}
+	return h, 0, 0
+}
+
+func (h *dirHandle) load() error {
+	s, err := h.n.state()
+	if err != nil {
+		return err
+	}
+	ents, err := h.n.u.mergedEntries(s, h.n.rel())
+	if err != nil {
+		return err
+	}
+	self := h.n.StableAttr().Ino
+	up := self
+	if _, p := h.n.Parent(); p != nil {
+		up = p.StableAttr().Ino
+	}
+	h.ents = append([]fuse.DirEntry{
+		{Name: ".", Mode: unix.S_IFDIR, Ino: self},
+		{Name: "..", Mode: unix.S_IFDIR, Ino: up},
+	}, ents...)
+	h.pos = 0
+	return nil
+}
+
+// Readdirent returns the next entry; its offset is its position + 1.
+func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.pos >= len(h.ents) {
+		return nil, 0
+	}
+	e := h.ents[h.pos]
+	h.pos++
+	e.Off = uint64(h.pos)
+	return &e, 0
+}
+
+// Seekdir moves to an offset returned earlier; offset 0 (rewinddir) takes a
+// new snapshot.
+func (h *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if off == 0 {
+		return fs.ToErrno(h.load())
+	}
+	if off > uint64(len(h.ents)) {
+		off = uint64(len(h.ents))
+	}
+	h.pos = int(off)
+	return 0
+}
+
+// Fsyncdir syncs the directory in its topmost branch.
+func (h *dirHandle) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno {
+	s, err := h.n.state()
+	if err != nil {
+		return fs.ToErrno(err)
+	}
+	fd, err := sys.OpenBeneath(h.n.u.br[s.br].fd, h.n.rel(), unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return fs.ToErrno(err)
+	}
+	defer unix.Close(fd)
+	return fs.ToErrno(unix.Fsync(fd))
+}

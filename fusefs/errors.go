@@ -1,0 +1,14 @@
+package fusefs
+
+import "errors"
+
+// Sentinel errors returned by configuration checks; wrapped with the
+// offending branch or option.
+var (
+	// ErrBadBranch reports a branch specification that cannot be used.
+	ErrBadBranch = errors.New("bad branch")
+	// ErrBadOption reports an unknown or malformed mount option.
+	ErrBadOption = errors.New("bad option")
+	// ErrNoBranches reports a union without any branch.
+	ErrNoBranches = errors.New("no branches: give at least one with -o br=DIR=rw or --branch DIR=ro")
+)

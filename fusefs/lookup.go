@@ -1,0 +1,134 @@
+package fusefs
+
+import (
+	"errors"
+	"path"
+	"strings"
+
+	"github.com/urun-dev/urun/internal/sys"
+	"golang.org/x/sys/unix"
+)
+
+// nodeState is where a node's object lives in the branch stack.
+type nodeState struct {
+	valid  bool
+	br     int    // branch holding the object (the topmost one for a directory)
+	bino   uint64 // the object's inode number in that branch
+	layers []int  // directories: the merged branches, topmost first
+	plink  string // non-empty: reach the object as this name in br's hard-link index
+}
+
+// isNotFound reports errors that mean "no such object in this branch".
+func isNotFound(err error) bool {
+	return errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) ||
+		errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENAMETOOLONG)
+}
+
+// splitRel splits a union-relative path into its directory and base name;
+// the root is (".", ".").
+func splitRel(rel string) (dir, name string) {
+	if rel == "" || rel == "." {
+		return ".", "."
+	}
+	i := strings.LastIndexByte(rel, '/')
+	if i < 0 {
+		return ".", rel
+	}
+	return rel[:i], rel[i+1:]
+}
+
+func joinRel(dir, name string) string {
+	if dir == "" || dir == "." {
+		return name
+	}
+	return path.Join(dir, name)
+}
+
+// lookupChild resolves name in the directory dirRel whose merged branches are
+// parent.layers: the topmost branch holding name wins unless a whiteout in a
+// higher branch that honours whiteouts hides it; directories merge down to
+// the first opaque one, and stop at a non-directory.
+func (u *Union) lookupChild(parent nodeState, dirRel, name string) (nodeState, unix.Stat_t, error) {
+	var res nodeState
+	var top unix.Stat_t
+	found := false
+	for _, b := range parent.layers {
+		br := u.br[b]
+		dfd, err := sys.OpenBeneath(br.fd, dirRel, unix.O_PATH|unix.O_DIRECTORY, 0)
+		if err != nil {
+			if isNotFound(err) {
+				continue
+			}
+			if found {
+				break
+			}
+			return res, top, err
+		}
+		stop := u.probe(br, dfd, name, &res, &top, &found, b)
+		unix.Close(dfd)
+		if stop {
+			break
+		}
+	}
+	if !found {
+		return res, top, unix.ENOENT
+	}
+	res.valid = true
+	res.bino = top.Ino
+	if res.layers == nil && top.Nlink > 1 {
+		if ref, ok := u.plinkOf(res.br, top.Ino); ok {
+			res.br, res.plink, res.bino = ref.b, ref.name, ref.ino
+		}
+	}
+	return res, top, nil
+}
+
+// probe examines name in one branch directory and reports whether the merge
+// stops here.
+func (u *Union) probe(br *branch, dfd int, name string, res *nodeState, top *unix.Stat_t, found *bool, b int) bool {
+	honour := br.Perm.honoursWhiteouts()
+	var st unix.Stat_t
+	if err := sys.Fstatat(dfd, name, &st); err == nil {
+		if honour && (isOverlayWhiteoutStat(&st) ||
+			(st.Mode&unix.S_IFMT == unix.S_IFREG && st.Size == 0 && isXattrWhiteout(dfd, name, &st, hasXattr(dfd, ".", whiteoutsXattrs)))) {
+			return true
+		}
+		isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
+		if !*found {
+			*found = true
+			*top = st
+			res.br = b
+			if !isDir {
+				return true
+			}
+			res.layers = []int{b}
+		} else {
+			if !isDir {
+				return true
+			}
+			res.layers = append(res.layers, b)
+		}
+		if honour && isOpaqueDir(dfd, name) {
+			return true
+		}
+	}
+	return honour && len(name)+len(whPrefix) <= maxNameLen && exists(dfd, whPrefix+name)
+}
+
+// plinkRef names a copied-up hard-linked object in the hard-link index of
+// rw branch b.
+type plinkRef struct {
+	b    int
+	name string
+	ino  uint64 // inode number of the copy in branch b
+}
+
+// plinkOf returns the hard-link index entry of the object whose branch
+// identity is ino in branch b: set once one of its names has been copied
+// up, so that all its names keep reaching one object.
+func (u *Union) plinkOf(b int, ino uint64) (plinkRef, bool) {
+	u.inoMu.Lock()
+	defer u.inoMu.Unlock()
+	r, ok := u.plinks[devIno{u.br[b].dev, ino}]
+	return r, ok
+}

@@ -1,0 +1,222 @@
+package fusefs
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+)
+
+// ErrMountpoint reports a mountpoint that cannot be used.
+var ErrMountpoint = errors.New("bad mountpoint")
+
+// ErrFUSE reports that the FUSE device cannot be used.
+var ErrFUSE = errors.New("no FUSE access")
+
+// Mount checks cfg and the mountpoint, mounts the union at mnt and starts
+// serving it. The returned server's Unmount ends it; Wait blocks until then.
+func Mount(mnt string, cfg Config, mo MountOptions) (*fuse.Server, *Union, error) {
+	if err := checkMountpoint(mnt); err != nil {
+		return nil, nil, err
+	}
+	if err := cfg.Validate(mnt); err != nil {
+		return nil, nil, err
+	}
+	if err := checkFUSE(); err != nil {
+		return nil, nil, err
+	}
+	u, err := New(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	opts := u.Options()
+	opts.Debug = mo.Debug
+	for _, o := range cfg.Passed {
+		if o == "allow_other" {
+			opts.AllowOther = true
+		}
+	}
+	if opts.AllowOther && !u.privileged && !userAllowOther() {
+		u.log.Warn("allow_other needs user_allow_other in /etc/fuse.conf; mounting without it")
+		opts.AllowOther = false
+	}
+	opts.Logger = log.New(logWriter{u}, "", 0)
+	// Files keep the modes the callers ask for: the kernel already applied
+	// their umask.
+	unix.Umask(0)
+	srv, err := fs.Mount(mnt, u.Root(), opts)
+	if err != nil {
+		u.Close()
+		return nil, nil, fmt.Errorf("mount %s: %w", mnt, err)
+	}
+	if !u.privileged && !cfg.NoPassthrough {
+		u.log.Info("FUSE passthrough needs CAP_SYS_ADMIN in the initial user namespace; reads and writes go through the daemon")
+	}
+	return srv, u, nil
+}
+
+type logWriter struct{ u *Union }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.u.log.Debug(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// checkMountpoint makes sure mnt is a directory on which nothing is mounted.
+func checkMountpoint(mnt string) error {
+	fi, err := os.Stat(mnt)
+	if err != nil {
+		if errors.Is(err, unix.ENOTCONN) {
+			return fmt.Errorf("%w: %s is a dead FUSE mount: clear it with 'ufs unmount %s'", ErrMountpoint, mnt, mnt)
+		}
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%w: %s does not exist: create it with mkdir", ErrMountpoint, mnt)
+		}
+		return fmt.Errorf("%w: %w", ErrMountpoint, err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%w: %s is not a directory", ErrMountpoint, mnt)
+	}
+	mounted, err := IsMountpoint(mnt)
+	if err != nil {
+		return err
+	}
+	if mounted {
+		return fmt.Errorf("%w: something is already mounted on %s: unmount it first ('ufs unmount %s')", ErrMountpoint, mnt, mnt)
+	}
+	return nil
+}
+
+// IsMountpoint reports whether path is the mountpoint of a mount in this
+// mount namespace, from /proc/self/mountinfo.
+func IsMountpoint(path string) (bool, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return false, err
+	}
+	if r, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = r
+	}
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	points, err := ParseMountpoints(f)
+	if err != nil {
+		return false, err
+	}
+	for _, p := range points {
+		if p == abs {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// ParseMountpoints returns the mountpoints listed in a mountinfo file.
+func ParseMountpoints(r io.Reader) ([]string, error) {
+	var out []string
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		out = append(out, unescapeMountinfo(fields[4]))
+	}
+	return out, sc.Err()
+}
+
+// unescapeMountinfo decodes the octal escapes (\040 for space) of mountinfo.
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	isOct := func(c byte) bool { return c >= '0' && c <= '7' }
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) && isOct(s[i+1]) && isOct(s[i+2]) && isOct(s[i+3]) {
+			b.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
+			i += 3
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// checkFUSE makes sure the FUSE device can be used, directly or through
+// fusermount3.
+func checkFUSE() error {
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		return fmt.Errorf("%w: /dev/fuse: %w: load the module with 'modprobe fuse' (in a container, pass --device /dev/fuse)", ErrFUSE, err)
+	}
+	f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
+	if err == nil {
+		f.Close()
+		return nil
+	}
+	if os.Geteuid() == 0 {
+		return fmt.Errorf("%w: open /dev/fuse: %w: grant access to it (chmod 0666 /dev/fuse)", ErrFUSE, err)
+	}
+	if _, lerr := exec.LookPath("fusermount3"); lerr != nil {
+		return fmt.Errorf("%w: open /dev/fuse: %w, and fusermount3 is not installed: install the fuse3 package or chmod 0666 /dev/fuse", ErrFUSE, err)
+	}
+	return nil
+}
+
+// userAllowOther reports whether /etc/fuse.conf lets users pass allow_other.
+func userAllowOther() bool {
+	b, err := os.ReadFile("/etc/fuse.conf")
+	if err != nil {
+		return false
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.TrimSpace(l) == "user_allow_other" {
+			return true
+		}
+	}
+	return false
+}
+
+// Unmount detaches the FUSE mount at mnt: with umount2 where the caller
+// may, else through fusermount3. It also clears a mount whose daemon was
+// killed.
+func Unmount(mnt string, lazy bool) error {
+	flags := 0
+	if lazy {
+		flags = unix.MNT_DETACH
+	}
+	err := unix.Unmount(mnt, flags)
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, unix.EINVAL) {
+		if ok, _ := IsMountpoint(mnt); !ok {
+			return fmt.Errorf("unmount %s: nothing is mounted there", mnt)
+		}
+	}
+	if !errors.Is(err, unix.EPERM) {
+		return fmt.Errorf("unmount %s: %w", mnt, err)
+	}
+	args := []string{"-u"}
+	if lazy {
+		args = append(args, "-z")
+	}
+	out, ferr := exec.Command("fusermount3", append(args, "--", mnt)...).CombinedOutput()
+	if ferr != nil {
+		return fmt.Errorf("unmount %s: %s: %w", mnt, strings.TrimSpace(string(out)), ferr)
+	}
+	return nil
+}

@@ -1,0 +1,351 @@
+package fusefs
+
+import (
+	"context"
+	"errors"
+	"os"
+	"sync"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/urun-dev/urun/internal/sys"
+	"golang.org/x/sys/unix"
+)
+
+// node is one object of the union: a merged directory or a file living in
+// one branch.
+type node struct {
+	fs.Inode
+	u *Union
+
+	// cuMu serialises copy-ups and namespace changes of this object.
+	cuMu sync.Mutex
+
+	// mu protects st.
+	mu sync.Mutex
+	st nodeState
+}
+
+var (
+	_ fs.NodeLookuper      = (*node)(nil)
+	_ fs.NodeGetattrer     = (*node)(nil)
+	_ fs.NodeSetattrer     = (*node)(nil)
+	_ fs.NodeOpener        = (*node)(nil)
+	_ fs.NodeReadlinker    = (*node)(nil)
+	_ fs.NodeStatfser      = (*node)(nil)
+	_ fs.NodeGetxattrer    = (*node)(nil)
+	_ fs.NodeSetxattrer    = (*node)(nil)
+	_ fs.NodeRemovexattrer = (*node)(nil)
+	_ fs.NodeListxattrer   = (*node)(nil)
+)
+
+func (n *node) isDir() bool { return n.StableAttr().Mode&unix.S_IFMT == unix.S_IFDIR }
+
+func asNode(i *fs.Inode) *node { return i.Operations().(*node) }
+
+// rel is the node's path relative to the union root ("" for the root).
+func (n *node) rel() string { return n.Path(nil) }
+
+func (n *node) setState(s nodeState) {
+	n.mu.Lock()
+	n.st = s
+	n.mu.Unlock()
+}
+
+// invalidate makes the next operation resolve the node again.
+func (n *node) invalidate() {
+	n.mu.Lock()
+	n.st.valid = false
+	n.mu.Unlock()
+}
+
+// state returns where the node's object lives, resolving it when the cached
+// answer is stale (or always, with Reval).
+func (n *node) state() (nodeState, error) {
+	n.mu.Lock()
+	s := n.st
+	n.mu.Unlock()
+	if s.valid && !n.u.cfg.Reval {
+		return s, nil
+	}
+	return n.refresh()
+}
+
+func (n *node) refresh() (nodeState, error) {
+	if n.IsRoot() {
+		s := nodeState{valid: true, layers: n.u.rootLayers()}
+		s.br = s.layers[0]
+		n.setState(s)
+		return s, nil
+	}
+	name, parent := n.Parent()
+	if parent == nil {
+		return nodeState{}, unix.ENOENT
+	}
+	ps, err := asNode(parent).state()
+	if err != nil {
+		return nodeState{}, err
+	}
+	s, _, err := n.u.lookupChild(ps, parent.Path(nil), name)
+	if err != nil {
+		return nodeState{}, err
+	}
+	n.setState(s)
+	return s, nil
+}
+
+// at is an object reached as name in the directory fd.
+type at struct {
+	fd   int
+	name string
+	own  bool
+}
+
+func (a at) Close() {
+	if a.own {
+		unix.Close(a.fd)
+	}
+}
+
+// locate opens the directory holding the node's object in branch s.br.
+func (n *node) locate(s nodeState) (at, error) {
+	b := n.u.br[s.br]
+	if s.plink != "" {
+		return at{fd: b.plink, name: s.plink}, nil
+	}
+	rel := n.rel()
+	if rel == "" {
+		return at{fd: b.fd, name: "."}, nil
+	}
+	dir, name := splitRel(rel)
+	fd, err := sys.OpenBeneath(b.fd, dir, unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return at{}, err
+	}
+	return at{fd: fd, name: name, own: true}, nil
+}
+
+// stat locates the node's object and stats it, resolving the node again
+// if the cached location no longer holds it.
+func (n *node) stat() (nodeState, at, unix.Stat_t, error) {
+	var st unix.Stat_t
+	for try := 0; ; try++ {
+		s, err := n.state()
+		if err != nil {
+			return s, at{}, st, err
+		}
+		a, err := n.locate(s)
+		if err == nil {
+			err = sys.Fstatat(a.fd, a.name, &st)
+			if err == nil && (s.bino == 0 || st.Ino == s.bino || n.isDir()) {
+				return s, a, st, nil
+			}
+			a.Close()
+			if err == nil {
+				err = unix.ESTALE
+			}
+		}
+		if try > 0 || !(isNotFound(err) || errors.Is(err, unix.ESTALE)) {
+			return s, at{}, st, err
+		}
+		n.invalidate()
+	}
+}
+
+// Lookup resolves a child name through the branches.
+func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if isMetaName(name) {
+		return nil, syscall.ENOENT
+	}
+	ps, err := n.state()
+	if err != nil {
+		return nil, fs.ToErrno(err)
+	}
+	cs, st, err := n.u.lookupChild(ps, n.rel(), name)
+	if err != nil {
+		return nil, fs.ToErrno(err)
+	}
+	return n.newChild(ctx, cs, &st, &out.Attr), 0
+}
+
+// newChild makes (or finds) the inode for a resolved child and fills attr.
+func (n *node) newChild(ctx context.Context, cs nodeState, st *unix.Stat_t, attr *fuse.Attr) *fs.Inode {
+	ino := n.u.inoFor(cs.br, st.Ino)
+	if cs.plink != "" {
+		ino = n.u.inoFor(cs.br, cs.bino)
+	}
+	child := &node{u: n.u, st: cs}
+	ci := n.NewInode(ctx, child, fs.StableAttr{Mode: st.Mode & unix.S_IFMT, Ino: ino})
+	if got := asNode(ci); got != child {
+		got.setState(cs)
+	}
+	fillAttr(attr, st, ino, len(cs.layers) > 1)
+	return ci
+}
+
+// fillAttr converts a branch stat into the attributes the union shows.
+func fillAttr(a *fuse.Attr, st *unix.Stat_t, ino uint64, merged bool) {
+	a.Ino = ino
+	a.Size = uint64(st.Size)
+	a.Blocks = uint64(st.Blocks)
+	a.Atime, a.Atimensec = uint64(st.Atim.Sec), uint32(st.Atim.Nsec)
+	a.Mtime, a.Mtimensec = uint64(st.Mtim.Sec), uint32(st.Mtim.Nsec)
+	a.Ctime, a.Ctimensec = uint64(st.Ctim.Sec), uint32(st.Ctim.Nsec)
+	a.Mode = st.Mode
+	a.Nlink = uint32(st.Nlink)
+	if merged {
+		// As overlayfs: the link count of a merged directory is unknown.
+		a.Nlink = 1
+	}
+	a.Owner = fuse.Owner{Uid: st.Uid, Gid: st.Gid}
+	a.Rdev = uint32(st.Rdev)
+	a.Blksize = uint32(st.Blksize)
+}
+
+// Getattr stats the object in its branch; an open but deleted file is
+// stat'ed through its descriptor.
+func (n *node) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	s, a, st, err := n.stat()
+	if err != nil {
+		if fg, ok := f.(fs.FileGetattrer); ok {
+			return fg.Getattr(ctx, out)
+		}
+		return fs.ToErrno(err)
+	}
+	a.Close()
+	fillAttr(&out.Attr, &st, n.StableAttr().Ino, len(s.layers) > 1)
+	return 0
+}
+
+// Readlink reads a symlink's target.
+func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	_, a, _, err := n.stat()
+	if err != nil {
+		return nil, fs.ToErrno(err)
+	}
+	defer a.Close()
+	t, err := sys.Readlinkat(a.fd, a.name)
+	if err != nil {
+		return nil, fs.ToErrno(err)
+	}
+	return []byte(t), 0
+}
+
+// Statfs reports the topmost rw branch (or the top branch of a read-only
+// union).
+func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	b := n.u.topRW
+	if b < 0 {
+		b = 0
+	}
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(n.u.br[b].fd, &st); err != nil {
+		// O_PATH descriptors support fstatfs since Linux 3.6.
+		return fs.ToErrno(err)
+	}
+	out.Blocks, out.Bfree, out.Bavail = st.Blocks, st.Bfree, st.Bavail
+	out.Files, out.Ffree = st.Files, st.Ffree
+	out.Bsize, out.Frsize = uint32(st.Bsize), uint32(st.Frsize)
+	out.NameLen = uint32(st.Namelen)
+	return 0
+}
+
+// Open opens the object in its branch; opening for writing or with O_TRUNC
+// copies it up first.
+func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	flags &^= syscall.O_CREAT | syscall.O_EXCL | syscall.O_NOCTTY
+	write := flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0
+	if write {
+		if err := n.copyUp(ctx); err != nil {
+			return nil, 0, fs.ToErrno(err)
+		}
+	}
+	s, a, _, err := n.stat()
+	if err != nil {
+		return nil, 0, fs.ToErrno(err)
+	}
+	defer a.Close()
+	fd, err := sys.OpenBeneath(a.fd, a.name, int(flags)|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, 0, fs.ToErrno(err)
+	}
+	return n.u.newFile(fd, s, flags), n.u.openFlags(), 0
+}
+
+// Setattr copies the object up and changes its mode, owner, size or times.
+func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if err := n.copyUp(ctx); err != nil {
+		return fs.ToErrno(err)
+	}
+	_, a, st, err := n.stat()
+	if err != nil {
+		return fs.ToErrno(err)
+	}
+	defer a.Close()
+	if err := n.u.setattr(a, &st, f, in); err != nil {
+		return fs.ToErrno(err)
+	}
+	return n.Getattr(ctx, f, out)
+}
+
+func (u *Union) setattr(a at, st *unix.Stat_t, f fs.FileHandle, in *fuse.SetAttrIn) error {
+	if m, ok := in.GetMode(); ok {
+		if err := sys.Fchmodat(a.fd, a.name, m&07777); err != nil {
+			return err
+		}
+	}
+	uid, uok := in.GetUID()
+	gid, gok := in.GetGID()
+	if uok || gok {
+		iu, ig := -1, -1
+		if uok {
+			iu = int(uid)
+		}
+		if gok {
+			ig = int(gid)
+		}
+		if err := sys.Fchownat(a.fd, a.name, iu, ig); err != nil {
+			return err
+		}
+	}
+	if sz, ok := in.GetSize(); ok {
+		if err := u.truncate(a, f, sz); err != nil {
+			return err
+		}
+	}
+	if in.Valid&(fuse.FATTR_ATIME|fuse.FATTR_MTIME|fuse.FATTR_ATIME_NOW|fuse.FATTR_MTIME_NOW) != 0 {
+		ts := []unix.Timespec{{Nsec: unix.UTIME_OMIT}, {Nsec: unix.UTIME_OMIT}}
+		switch {
+		case in.Valid&fuse.FATTR_ATIME_NOW != 0:
+			ts[0].Nsec = unix.UTIME_NOW
+		case in.Valid&fuse.FATTR_ATIME != 0:
+			ts[0] = unix.Timespec{Sec: int64(in.Atime), Nsec: int64(in.Atimensec)}
+		}
+		switch {
+		case in.Valid&fuse.FATTR_MTIME_NOW != 0:
+			ts[1].Nsec = unix.UTIME_NOW
+		case in.Valid&fuse.FATTR_MTIME != 0:
+			ts[1] = unix.Timespec{Sec: int64(in.Mtime), Nsec: int64(in.Mtimensec)}
+		}
+		if err := sys.Utimensat(a.fd, a.name, ts); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (u *Union) truncate(a at, f fs.FileHandle, size uint64) error {
+	if lf, ok := f.(*file); ok && lf.writable {
+		return fs.ToErrno(lf.Setattr(context.Background(), &fuse.SetAttrIn{SetAttrInCommon: fuse.SetAttrInCommon{Valid: fuse.FATTR_SIZE, Size: size}}, &fuse.AttrOut{}))
+	}
+	fd, err := sys.OpenBeneath(a.fd, a.name, unix.O_WRONLY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if err := unix.Ftruncate(fd, int64(size)); err != nil {
+		return &os.PathError{Op: "ftruncate", Path: a.name, Err: err}
+	}
+	return nil
+}

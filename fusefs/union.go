@@ -1,0 +1,274 @@
+package fusefs
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/urun-dev/urun/internal/sys"
+	"golang.org/x/sys/unix"
+)
+
+// branch is an open branch of the union.
+type branch struct {
+	Branch
+	fd    int    // O_PATH|O_DIRECTORY descriptor of the branch root
+	dev   uint64 // st_dev of the branch root
+	fsIdx uint64 // index of dev among the distinct devices of the union
+	work  int    // rw branches: O_PATH descriptor of the staging directory
+	plink int    // rw branches: O_PATH descriptor of the hard-link index
+}
+
+func (b *branch) rw() bool { return b.work >= 0 }
+
+type devIno struct{ dev, ino uint64 }
+
+// Union is a mounted (or mountable) union of branches.
+type Union struct {
+	cfg   Config
+	log   *slog.Logger
+	br    []*branch
+	topRW int // index of the topmost rw branch; -1 for a read-only union
+	// privileged is set when the daemon runs as uid 0 in its user
+	// namespace: objects it creates are then chowned to the caller.
+	privileged bool
+
+	seq atomic.Uint64 // names of staging files
+
+	// inoMu protects alias.
+	inoMu sync.Mutex
+	// alias maps the branch identity of a copied-up object to the inode
+	// number it had before the copy-up.
+	alias map[devIno]uint64
+	// plinks maps the branch identities of a hard-linked object that was
+	// copied up (its origin and its copy) to its hard-link index entry.
+	plinks map[devIno]plinkRef
+}
+
+// New opens the branches of cfg. The caller must Close the union once it
+// is no longer served.
+func New(cfg Config) (*Union, error) {
+	if len(cfg.Branches) == 0 {
+		return nil, ErrNoBranches
+	}
+	u := &Union{cfg: cfg, log: cfg.Logger, topRW: -1, alias: map[devIno]uint64{}, plinks: map[devIno]plinkRef{}}
+	if u.log == nil {
+		u.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	u.privileged = os.Geteuid() == 0
+	devs := map[uint64]uint64{}
+	ok := false
+	defer func() {
+		if !ok {
+			u.Close()
+		}
+	}()
+	for i, b := range cfg.Branches {
+		fd, err := unix.Open(b.Path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("%w: open %s: %w", ErrBadBranch, b.Path, err)
+		}
+		ob := &branch{Branch: b, fd: fd, work: -1, plink: -1}
+		u.br = append(u.br, ob)
+		var st unix.Stat_t
+		if err := sys.Fstatat(fd, "", &st); err != nil {
+			return nil, fmt.Errorf("branch %s: %w", b.Path, err)
+		}
+		ob.dev = st.Dev
+		if _, seen := devs[st.Dev]; !seen {
+			devs[st.Dev] = uint64(len(devs))
+		}
+		ob.fsIdx = devs[st.Dev]
+		if b.Perm == PermRW && !cfg.ReadOnly {
+			if u.topRW < 0 {
+				u.topRW = i
+			}
+			if ob.work, err = u.metaDir(ob, workName, true); err != nil {
+				return nil, err
+			}
+			if ob.plink, err = u.metaDir(ob, plinkName, true); err != nil {
+				return nil, err
+			}
+		}
+	}
+	ok = true
+	return u, nil
+}
+
+// metaDir opens (making it if needed) a bookkeeping directory in the root
+// of an rw branch; with clean, leftovers of an interrupted copy-up are
+// removed so that nothing half-written survives a crash.
+func (u *Union) metaDir(b *branch, name string, clean bool) (int, error) {
+	if err := sys.Mkdirat(b.fd, name, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
+		return -1, fmt.Errorf("branch %s: make %s: %w", b.Path, name, err)
+	}
+	if clean {
+		if err := removeAllAt(b.fd, name, false); err != nil {
+			u.log.Warn("cannot clean the staging directory", "branch", b.Path, "err", err)
+		}
+	}
+	fd, err := sys.OpenBeneath(b.fd, name, unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return -1, fmt.Errorf("branch %s: open %s: %w", b.Path, name, err)
+	}
+	return fd, nil
+}
+
+// Close releases the branch descriptors.
+func (u *Union) Close() {
+	for _, b := range u.br {
+		for _, fd := range []int{b.fd, b.work, b.plink} {
+			if fd >= 0 {
+				unix.Close(fd)
+			}
+		}
+	}
+	u.br = nil
+}
+
+// Root returns the root node to serve with fs.Mount or fs.NewNodeFS.
+func (u *Union) Root() fs.InodeEmbedder {
+	n := &node{u: u}
+	n.st = nodeState{br: 0, valid: true}
+	n.st.layers = u.rootLayers()
+	return n
+}
+
+// rootLayers lists the branches merged at the root: all of them, down to
+// the first whose root is opaque.
+func (u *Union) rootLayers() []int {
+	var l []int
+	for i, b := range u.br {
+		l = append(l, i)
+		if b.Perm.honoursWhiteouts() && (exists(b.fd, whOpaque) || hasXattrY(b.fd, "", opaqueXattrs)) {
+			break
+		}
+	}
+	return l
+}
+
+// Options returns the go-fuse options for serving the union.
+func (u *Union) Options() *fs.Options {
+	timeout := u.cfg.Timeout
+	if timeout == 0 {
+		timeout = time.Second
+	}
+	if u.cfg.Reval {
+		timeout = 0
+	}
+	o := &fs.Options{
+		MountOptions: fuse.MountOptions{
+			FsName:               u.br[0].Path,
+			Name:                 "ufs",
+			Options:              append([]string{"default_permissions"}, u.mountFlags()...),
+			AllowOther:           u.privileged,
+			MaxWrite:             1 << 20,
+			EnableLocks:          true,
+			EnableSymlinkCaching: !u.cfg.Reval,
+			DirectMount:          true,
+		},
+		EntryTimeout:    &timeout,
+		AttrTimeout:     &timeout,
+		NegativeTimeout: &timeout,
+		NullPermissions: true,
+		RootStableAttr:  &fs.StableAttr{Ino: 1, Mode: syscall.S_IFDIR},
+	}
+	return o
+}
+
+// inoFor returns the inode number the union shows for object ino on the
+// device of branch b: the inode number of a copied-up object's origin, or
+// the branch inode number tagged with the branch's filesystem index.
+func (u *Union) inoFor(b int, ino uint64) uint64 {
+	br := u.br[b]
+	u.inoMu.Lock()
+	v, ok := u.alias[devIno{br.dev, ino}]
+	u.inoMu.Unlock()
+	if ok {
+		return v
+	}
+	return xino(br.fsIdx, ino)
+}
+
+// xino folds a filesystem index into the high bits of an inode number, as
+// overlayfs's xino does; numbers that do not fit are hashed into the range
+// above all tagged numbers.
+func xino(fsIdx, ino uint64) uint64 {
+	const bits = 56
+	if ino <= 1 || ino >= 1<<bits || fsIdx >= 1<<6 {
+		h := (ino ^ fsIdx<<58) * 0x9e3779b97f4a7c15
+		return h | 1<<63
+	}
+	return fsIdx<<bits | ino
+}
+
+// setAlias records that the object now stored as (dev, ino) in branch b
+// keeps the union inode number old.
+func (u *Union) setAlias(b int, ino, old uint64) {
+	u.inoMu.Lock()
+	u.alias[devIno{u.br[b].dev, ino}] = old
+	u.inoMu.Unlock()
+}
+
+// tmpName returns a fresh name for a staging file.
+func (u *Union) tmpName() string {
+	return "t" + strconv.FormatUint(u.seq.Add(1), 36) + "." + strconv.Itoa(os.Getpid())
+}
+
+// removeAllAt removes the contents of dir name in dirfd (and dir itself when
+// self is set), without following symlinks.
+func removeAllAt(dirfd int, name string, self bool) error {
+	fd, err := sys.OpenBeneath(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return ignoreNotExist(err)
+	}
+	ents, err := sys.ReadDir(fd)
+	if err == nil {
+		for _, e := range ents {
+			if e.Type == unix.DT_DIR {
+				if err := removeAllAt(fd, e.Name, true); err != nil {
+					unix.Close(fd)
+					return err
+				}
+				continue
+			}
+			if err := sys.Unlinkat(fd, e.Name, 0); ignoreNotExist(err) != nil {
+				unix.Close(fd)
+				return err
+			}
+		}
+	}
+	unix.Close(fd)
+	if err != nil {
+		return err
+	}
+	if self {
+		return ignoreNotExist(sys.Unlinkat(dirfd, name, unix.AT_REMOVEDIR))
+	}
+	return nil
+}
+
+// mountFlags turns the generic options given on the command line into FUSE
+// mount options.
+func (u *Union) mountFlags() []string {
+	var out []string
+	for _, o := range u.cfg.Passed {
+		switch o {
+		case "nosuid", "nodev", "noexec", "noatime", "relatime", "suid", "dev", "exec", "atime":
+			out = append(out, o)
+		}
+	}
+	if u.cfg.ReadOnly || u.topRW < 0 {
+		out = append(out, "ro")
+	}
+	return out
+}

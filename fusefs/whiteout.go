@@ -1,0 +1,98 @@
+package fusefs
+
+import (
+	"errors"
+	"strings"
+
+	"github.com/urun-dev/urun/internal/sys"
+	"golang.org/x/sys/unix"
+)
+
+// Names of the aufs format.
+const (
+	whPrefix   = ".wh."
+	whOpaque   = ".wh..wh..opq"
+	whMetaPfx  = ".wh..wh."
+	workName   = ".wh..wh.work" // per rw branch: copy-up staging
+	plinkName  = ".wh..wh.plnk" // per rw branch: hard-link index of copied-up lower files
+	maxNameLen = 255
+)
+
+// Extended attributes of the overlay format.
+var (
+	opaqueXattrs    = []string{"trusted.overlay.opaque", "user.overlay.opaque"}
+	whiteoutXattrs  = []string{"trusted.overlay.whiteout", "user.overlay.whiteout"}
+	whiteoutsXattrs = []string{"trusted.overlay.whiteouts", "user.overlay.whiteouts"}
+)
+
+// isMetaName reports whether name belongs to the union's own bookkeeping
+// (whiteouts, opaque markers, work directories) and must never show through
+// the mount.
+func isMetaName(name string) bool { return strings.HasPrefix(name, whPrefix) }
+
+// isPrivateXattr reports whether an extended attribute belongs to the
+// union's bookkeeping and is hidden from listings and refused to callers.
+func isPrivateXattr(attr string) bool {
+	return strings.HasPrefix(attr, "trusted.overlay.") || strings.HasPrefix(attr, "user.overlay.")
+}
+
+// isOverlayWhiteoutStat reports whether st is an overlay-format whiteout: a
+// character device with device number 0/0.
+func isOverlayWhiteoutStat(st *unix.Stat_t) bool {
+	return st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == 0
+}
+
+// hasXattrY reports whether any of attrs is set to "y" on name in dirfd.
+func hasXattrY(dirfd int, name string, attrs []string) bool {
+	var buf [4]byte
+	for _, a := range attrs {
+		n, err := sys.Lgetxattr(dirfd, name, a, buf[:])
+		if err == nil && n >= 1 && buf[0] == 'y' {
+			return true
+		}
+	}
+	return false
+}
+
+// hasXattr reports whether any of attrs exists on name in dirfd.
+func hasXattr(dirfd int, name string, attrs []string) bool {
+	for _, a := range attrs {
+		if _, err := sys.Lgetxattr(dirfd, name, a, nil); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// exists reports whether name exists in dirfd (without following symlinks).
+func exists(dirfd int, name string) bool {
+	var st unix.Stat_t
+	return sys.Fstatat(dirfd, name, &st) == nil
+}
+
+// isOpaqueDir reports whether the directory name in dirfd stops the merge
+// with lower branches, in either format.
+func isOpaqueDir(dirfd int, name string) bool {
+	fd, err := sys.OpenBeneath(dirfd, name, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	return exists(fd, whOpaque) || hasXattrY(dirfd, name, opaqueXattrs)
+}
+
+// isXattrWhiteout reports whether the regular file name (size 0) in dirfd
+// is an overlay xattr whiteout; dirHasWhiteouts says whether its directory
+// carries the overlay.whiteouts marker that makes such files possible.
+func isXattrWhiteout(dirfd int, name string, st *unix.Stat_t, dirHasWhiteouts bool) bool {
+	return dirHasWhiteouts && st.Mode&unix.S_IFMT == unix.S_IFREG && st.Size == 0 &&
+		hasXattr(dirfd, name, whiteoutXattrs)
+}
+
+// ignoreNotExist turns ENOENT into nil.
+func ignoreNotExist(err error) error {
+	if errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	return err
+}

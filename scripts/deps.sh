@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Install the Debian packages the build and the test suite need.
+# Idempotent: only runs apt-get when something is actually missing.
+set -euo pipefail
+
+# fuse3:      fusermount3 (setuid helper) and /etc/fuse.conf
+# uidmap:     newuidmap/newgidmap for rootless user namespaces
+# util-linux: runuser, mountpoint, unshare, nsenter
+# attr:       getfattr/setfattr (xattr tests and debugging)
+# e2fsprogs:  mkfs.ext4/chattr for scratch filesystems
+# gcc, libc6-dev: cgo toolchain needed by `go test -race`
+PACKAGES=(fuse3 uidmap util-linux attr e2fsprogs gcc libc6-dev)
+
+installed() {
+	[ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]
+}
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+	installed "$p" || missing+=("$p")
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+	echo "deps: all packages present (${PACKAGES[*]})"
+	exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "deps: missing Debian packages: ${missing[*]}" >&2
+	echo "deps: re-run as root (e.g. 'sudo make deps') or run:" >&2
+	echo "      sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+	exit 1
+fi
+
+echo "deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q -o Dpkg::Use-Pty=0 --no-install-recommends "${missing[@]}"
