@@ -120,7 +120,7 @@ type Config struct {
 	// (aufs udba=reval).
 	Reval bool
 	// Timeout is the kernel entry and attribute cache lifetime when Reval
-	// is off; zero means the default (1 s).
+	// is off; zero means DefaultTimeout.
 	Timeout time.Duration
 	// NoPassthrough turns FUSE passthrough off even where the kernel would
 	// grant it.

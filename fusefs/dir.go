@@ -18,7 +18,15 @@ var _ fs.NodeOpendirHandler = (*node)(nil)
 // each name once, from the topmost branch holding it, whiteouts applied and
 // the union's own names left out. The inode numbers are those Lookup gives.
 func (u *Union) mergedEntries(s nodeState, rel string) ([]fuse.DirEntry, error) {
+	ents, _, err := u.mergedEntriesFrom(s, rel)
+	return ents, err
+}
+
+// mergedEntriesFrom is mergedEntries that also says, for each entry, the
+// branch it comes from.
+func (u *Union) mergedEntriesFrom(s nodeState, rel string) ([]fuse.DirEntry, []int, error) {
 	var out []fuse.DirEntry
+	var from []int
 	seen := map[string]bool{}
 	for _, b := range s.layers {
 		br := u.br[b]
@@ -28,12 +36,12 @@ func (u *Union) mergedEntries(s nodeState, rel string) ([]fuse.DirEntry, error) 
 			if isNotFound(err) {
 				continue
 			}
-			return nil, err
+			return nil, nil, err
 		}
 		ents, err := sys.ReadDir(fd)
 		if err != nil {
 			unix.Close(fd)
-			return nil, err
+			return nil, nil, err
 		}
 		var hides []string
 		dirWh := -1 // unknown
@@ -71,13 +79,14 @@ func (u *Union) mergedEntries(s nodeState, rel string) ([]fuse.DirEntry, error) 
 			}
 			seen[e.Name] = true
 			out = append(out, fuse.DirEntry{Name: e.Name, Mode: dtToMode(typ), Ino: u.inoFor(b, e.Ino)})
+			from = append(from, b)
 		}
 		unix.Close(fd)
 		for _, h := range hides {
 			seen[h] = true
 		}
 	}
-	return out, nil
+	return out, from, nil
 }
 
 // mergedNames lists the visible names of a directory.
@@ -106,25 +115,41 @@ func modeToDT(mode uint32) uint8 {
 // misses one that stayed, and telldir offsets stay valid.
 type dirHandle struct {
 	n *node
-	// mu protects ents and pos.
+	// mu protects ents, from and pos.
 	mu   sync.Mutex
 	ents []fuse.DirEntry
+	from []int // branch of each entry; -1 for "." and ".."
 	pos  int
+	// loaded is set once the snapshot is taken.
+	loaded bool
 }
 
 var (
 	_ fs.FileReaddirenter = (*dirHandle)(nil)
 	_ fs.FileSeekdirer    = (*dirHandle)(nil)
 	_ fs.FileFsyncdirer   = (*dirHandle)(nil)
+	_ fs.FileLookuper     = (*dirHandle)(nil)
 )
 
 // OpendirHandle opens a directory for reading.
 func (n *node) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	h := &dirHandle{n: n}
-	if err := h.load(); err != nil {
+	if n.u.cfg.Reval {
+		// Take the snapshot now; otherwise on the first read, which the
+		// kernel skips when it has the listing cached.
+		if err := h.load(); err != nil {
+			return nil, 0, fs.ToErrno(err)
+		}
+	} else if _, err := n.state(); err != nil {
 		return nil, 0, fs.ToErrno(err)
 	}
-	return h, 0, 0
+	var fl uint32
+	if !n.u.cfg.Reval {
+		// The kernel may cache the listing: every change to the
+		// directory goes through it and drops the cache.
+		fl = fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE
+	}
+	return h, fl, 0
 }
 
 func (h *dirHandle) load() error {
@@ -132,7 +157,7 @@ func (h *dirHandle) load() error {
 	if err != nil {
 		return err
 	}
-	ents, err := h.n.u.mergedEntries(s, h.n.rel())
+	ents, from, err := h.n.u.mergedEntriesFrom(s, h.n.rel())
 	if err != nil {
 		return err
 	}
@@ -145,14 +170,67 @@ func (h *dirHandle) load() error {
 		{Name: ".", Mode: unix.S_IFDIR, Ino: self},
 		{Name: "..", Mode: unix.S_IFDIR, Ino: up},
 	}, ents...)
+	h.from = append([]int{-1, -1}, from...)
 	h.pos = 0
+	h.loaded = true
 	return nil
+}
+
+// Lookup serves READDIRPLUS for the entry just read: its branch is known, so
+// one stat replaces a full resolution. A directory's merged branches are
+// resolved when first needed.
+func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	n := h.n
+	if ch := n.GetChild(name); ch != nil {
+		var a fuse.AttrOut
+		if errno := asNode(ch).Getattr(ctx, nil, &a); errno != 0 {
+			return nil, errno
+		}
+		out.Attr = a.Attr
+		return ch, 0
+	}
+	h.mu.Lock()
+	b := -1
+	if i := h.pos - 1; i >= 0 && i < len(h.ents) && h.ents[i].Name == name {
+		b = h.from[i]
+	}
+	h.mu.Unlock()
+	if b < 0 {
+		return n.Lookup(ctx, name, out)
+	}
+	u := n.u
+	dfd, owned, err := u.dirFD(n, b, n.rel())
+	if err != nil {
+		return nil, fs.ToErrno(err)
+	}
+	var st unix.Stat_t
+	err = sys.Fstatat(dfd, name, &st)
+	if owned {
+		unix.Close(dfd)
+	}
+	if err != nil {
+		return nil, fs.ToErrno(err)
+	}
+	cs := nodeState{valid: true, br: b, bino: st.Ino}
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		cs.valid = false
+	} else if st.Nlink > 1 {
+		if ref, ok := u.plinkOf(b, st.Ino); ok {
+			cs.br, cs.plink, cs.bino = ref.b, ref.name, ref.ino
+		}
+	}
+	return n.newChild(ctx, cs, &st, &out.Attr), 0
 }
 
 // Readdirent returns the next entry; its offset is its position + 1.
 func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if !h.loaded {
+		if err := h.load(); err != nil {
+			return nil, fs.ToErrno(err)
+		}
+	}
 	if h.pos >= len(h.ents) {
 		return nil, 0
 	}
@@ -169,6 +247,11 @@ func (h *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
 	defer h.mu.Unlock()
 	if off == 0 {
 		return fs.ToErrno(h.load())
+	}
+	if !h.loaded {
+		if err := h.load(); err != nil {
+			return fs.ToErrno(err)
+		}
 	}
 	if off > uint64(len(h.ents)) {
 		off = uint64(len(h.ents))

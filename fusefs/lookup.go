@@ -49,12 +49,18 @@ func joinRel(dir, name string) string {
 // higher branch that honours whiteouts hides it; directories merge down to
 // the first opaque one, and stop at a non-directory.
 func (u *Union) lookupChild(parent nodeState, dirRel, name string) (nodeState, unix.Stat_t, error) {
+	return u.lookupIn(parent, dirRel, nil, name)
+}
+
+// lookupIn is lookupChild with the directory's node, whose cached branch
+// descriptors save reopening the directory in every branch.
+func (u *Union) lookupIn(parent nodeState, dirRel string, dir *node, name string) (nodeState, unix.Stat_t, error) {
 	var res nodeState
 	var top unix.Stat_t
 	found := false
 	for _, b := range parent.layers {
 		br := u.br[b]
-		dfd, err := sys.OpenBeneath(br.fd, dirRel, unix.O_PATH|unix.O_DIRECTORY, 0)
+		dfd, owned, err := u.dirFD(dir, b, dirRel)
 		if err != nil {
 			if isNotFound(err) {
 				continue
@@ -65,7 +71,9 @@ func (u *Union) lookupChild(parent nodeState, dirRel, name string) (nodeState, u
 			return res, top, err
 		}
 		stop := u.probe(br, dfd, name, &res, &top, &found, b)
-		unix.Close(dfd)
+		if owned {
+			unix.Close(dfd)
+		}
 		if stop {
 			break
 		}

@@ -22,9 +22,13 @@ type node struct {
 	// cuMu serialises copy-ups and namespace changes of this object.
 	cuMu sync.Mutex
 
-	// mu protects st.
+	// mu protects st and dfds.
 	mu sync.Mutex
 	st nodeState
+	// dfds caches, for a directory, an O_PATH descriptor of the directory
+	// in each branch (indexed by branch, -1 where not open); closed when the
+	// kernel forgets the node.
+	dfds []int32
 }
 
 var (
@@ -87,7 +91,7 @@ func (n *node) refresh() (nodeState, error) {
 	if err != nil {
 		return nodeState{}, err
 	}
-	s, _, err := n.u.lookupChild(ps, parent.Path(nil), name)
+	s, _, err := n.u.lookupIn(ps, parent.Path(nil), asNode(parent), name)
 	if err != nil {
 		return nodeState{}, err
 	}
@@ -162,7 +166,7 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 	if err != nil {
 		return nil, fs.ToErrno(err)
 	}
-	cs, st, err := n.u.lookupChild(ps, n.rel(), name)
+	cs, st, err := n.u.lookupIn(ps, n.rel(), n, name)
 	if err != nil {
 		return nil, fs.ToErrno(err)
 	}
@@ -348,4 +352,60 @@ func (u *Union) truncate(a at, f fs.FileHandle, size uint64) error {
 		return &os.PathError{Op: "ftruncate", Path: a.name, Err: err}
 	}
 	return nil
+}
+
+var _ fs.NodeOnForgetter = (*node)(nil)
+
+// dirFD returns a descriptor of the directory rel in branch b: the cached
+// one of its node n (owned false), or a fresh one the caller closes. n may be
+// nil. Descriptors are not cached with Reval (a branch directory may be
+// replaced behind the union's back) nor beyond the descriptor budget.
+func (u *Union) dirFD(n *node, b int, rel string) (int, bool, error) {
+	if n == nil || u.cfg.Reval {
+		fd, err := sys.OpenBeneath(u.br[b].fd, rel, unix.O_PATH|unix.O_DIRECTORY, 0)
+		return fd, true, err
+	}
+	n.mu.Lock()
+	if n.dfds != nil && n.dfds[b] >= 0 {
+		fd := int(n.dfds[b])
+		n.mu.Unlock()
+		return fd, false, nil
+	}
+	n.mu.Unlock()
+	fd, err := sys.OpenBeneath(u.br[b].fd, rel, unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return -1, true, err
+	}
+	if u.cachedFDs.Add(1) > u.maxCachedFDs {
+		u.cachedFDs.Add(-1)
+		return fd, true, nil
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.dfds == nil {
+		n.dfds = make([]int32, len(u.br))
+		for i := range n.dfds {
+			n.dfds[i] = -1
+		}
+	}
+	if n.dfds[b] >= 0 {
+		u.cachedFDs.Add(-1)
+		return fd, true, nil
+	}
+	n.dfds[b] = int32(fd)
+	return fd, false, nil
+}
+
+// OnForget closes the cached branch descriptors.
+func (n *node) OnForget() {
+	n.mu.Lock()
+	fds := n.dfds
+	n.dfds = nil
+	n.mu.Unlock()
+	for _, fd := range fds {
+		if fd >= 0 {
+			unix.Close(int(fd))
+			n.u.cachedFDs.Add(-1)
+		}
+	}
 }

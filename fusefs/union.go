@@ -44,6 +44,11 @@ type Union struct {
 
 	seq atomic.Uint64 // names of staging files
 
+	// cachedFDs counts the branch directory descriptors cached in nodes;
+	// at most maxCachedFDs, a share of RLIMIT_NOFILE.
+	cachedFDs    atomic.Int64
+	maxCachedFDs int64
+
 	// inoMu protects alias.
 	inoMu sync.Mutex
 	// alias maps the branch identity of a copied-up object to the inode
@@ -65,6 +70,11 @@ func New(cfg Config) (*Union, error) {
 		u.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	u.privileged = os.Geteuid() == 0
+	u.maxCachedFDs = 512
+	var rl unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &rl) == nil && rl.Cur > 4096 {
+		u.maxCachedFDs = int64(rl.Cur / 2)
+	}
 	devs := map[uint64]uint64{}
 	ok := false
 	defer func() {
@@ -156,11 +166,16 @@ func (u *Union) rootLayers() []int {
 	return l
 }
 
+// DefaultTimeout is the kernel cache lifetime with udba=none.
+const DefaultTimeout = 24 * time.Hour
+
 // Options returns the go-fuse options for serving the union.
 func (u *Union) Options() *fs.Options {
 	timeout := u.cfg.Timeout
 	if timeout == 0 {
-		timeout = time.Second
+		// ufs is the only writer (udba=none): every change goes through the
+		// kernel, which updates its own caches, so they never need to expire.
+		timeout = DefaultTimeout
 	}
 	if u.cfg.Reval {
 		timeout = 0
