@@ -29,6 +29,9 @@ type node struct {
 	// in each branch (indexed by branch, -1 where not open); closed when the
 	// kernel forgets the node.
 	dfds []int32
+	// staleFDs are descriptors dropped from dfds while an operation may
+	// still use them; closed when the kernel forgets the node.
+	staleFDs []int32
 }
 
 var (
@@ -182,7 +185,14 @@ func (n *node) newChild(ctx context.Context, cs nodeState, st *unix.Stat_t, attr
 	child := &node{u: n.u, st: cs}
 	ci := n.NewInode(ctx, child, fs.StableAttr{Mode: st.Mode & unix.S_IFMT, Ino: ino})
 	if got := asNode(ci); got != child {
-		got.setState(cs)
+		// A known inode number: the same object, or a new one reusing the
+		// number (a directory removed and made again). Drop what was
+		// cached about the old one.
+		got.mu.Lock()
+		got.st = cs
+		got.staleFDs = append(got.staleFDs, got.dfds...)
+		got.dfds = nil
+		got.mu.Unlock()
 	}
 	fillAttr(attr, st, ino, len(cs.layers) > 1)
 	return ci
@@ -399,8 +409,8 @@ func (u *Union) dirFD(n *node, b int, rel string) (int, bool, error) {
 // OnForget closes the cached branch descriptors.
 func (n *node) OnForget() {
 	n.mu.Lock()
-	fds := n.dfds
-	n.dfds = nil
+	fds := append(n.dfds, n.staleFDs...)
+	n.dfds, n.staleFDs = nil, nil
 	n.mu.Unlock()
 	for _, fd := range fds {
 		if fd >= 0 {
