@@ -162,6 +162,9 @@ func (n *node) stat() (nodeState, at, unix.Stat_t, error) {
 
 // Lookup resolves a child name through the branches.
 func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if len(name) > maxNameLen {
+		return nil, syscall.ENAMETOOLONG
+	}
 	if isMetaName(name) {
 		return nil, syscall.ENOENT
 	}
