@@ -19,9 +19,10 @@
 // rw branch (parents first): the copy is staged in the branch's
 // ".wh..wh.work" directory, given its owner, mode, xattrs and times, and
 // renamed into place, so a crash leaves the old object or the whole new one.
-// Copied-up objects keep their inode number (an alias table maps the copy's
-// branch inode to the original's), and hard links of a copied-up object are
-// kept linked for the life of the mount through the ".wh..wh.plnk" index.
+// Copied-up objects keep their inode number for the life of the mount (an
+// alias table maps the copy's branch inode to the original's), and hard
+// links of a copied-up object stay linked through the ".wh..wh.plnk" index,
+// which persists across remounts.
 //
 // Branch files are reached through the branch root's O_PATH descriptor with
 // openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS) and *at calls, so no symlink

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -105,13 +106,56 @@ func New(cfg Config) (*Union, error) {
 			if ob.work, err = u.metaDir(ob, workName, true); err != nil {
 				return nil, err
 			}
-			if ob.plink, err = u.metaDir(ob, plinkName, true); err != nil {
+			if ob.plink, err = u.metaDir(ob, plinkName, false); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for i, b := range u.br {
+		if b.rw() {
+			if err := u.loadPlinks(i); err != nil {
 				return nil, err
 			}
 		}
 	}
 	ok = true
 	return u, nil
+}
+
+// loadPlinks reads the hard-link index of rw branch b, so that hard links
+// of copied-up lower files stay linked across remounts (as overlayfs with
+// index=on). Entries are named ORIGINDEV_ORIGININO in hex.
+func (u *Union) loadPlinks(b int) error {
+	br := u.br[b]
+	fd, err := sys.OpenBeneath(br.fd, plinkName, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return fmt.Errorf("branch %s: open %s: %w", br.Path, plinkName, err)
+	}
+	defer unix.Close(fd)
+	ents, err := sys.ReadDir(fd)
+	if err != nil {
+		return fmt.Errorf("branch %s: read %s: %w", br.Path, plinkName, err)
+	}
+	for _, e := range ents {
+		devStr, inoStr, ok := strings.Cut(e.Name, "_")
+		dev, err1 := strconv.ParseUint(devStr, 16, 64)
+		ino, err2 := strconv.ParseUint(inoStr, 16, 64)
+		var st unix.Stat_t
+		if !ok || err1 != nil || err2 != nil || sys.Fstatat(fd, e.Name, &st) != nil {
+			u.log.Warn("ignoring a stray entry in the hard-link index", "branch", br.Path, "name", e.Name)
+			continue
+		}
+		ref := plinkRef{b: b, name: e.Name, ino: st.Ino}
+		u.plinks[devIno{dev, ino}] = ref
+		u.plinks[devIno{br.dev, st.Ino}] = ref
+		for j, ob := range u.br {
+			if ob.dev == dev {
+				u.alias[devIno{br.dev, st.Ino}] = u.inoFor(j, ino)
+				break
+			}
+		}
+	}
+	return nil
 }
 
 // metaDir opens (making it if needed) a bookkeeping directory in the root
