@@ -202,10 +202,13 @@ func Unmount(mnt string, lazy bool) error {
 	if err == nil {
 		return nil
 	}
-	if errors.Is(err, unix.EINVAL) {
+	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EPERM) {
 		if ok, _ := IsMountpoint(mnt); !ok {
 			return fmt.Errorf("unmount %s: nothing is mounted there", mnt)
 		}
+	}
+	if errors.Is(err, unix.EBUSY) {
+		return fmt.Errorf("unmount %s: %w: close what uses it, or detach it now with 'ufs unmount -z %s'", mnt, err, mnt)
 	}
 	if !errors.Is(err, unix.EPERM) {
 		return fmt.Errorf("unmount %s: %w", mnt, err)
@@ -215,6 +218,9 @@ func Unmount(mnt string, lazy bool) error {
 		args = append(args, "-z")
 	}
 	out, ferr := exec.Command("fusermount3", append(args, "--", mnt)...).CombinedOutput()
+	if ferr != nil && strings.Contains(string(out), "busy") {
+		return fmt.Errorf("unmount %s: %s: close what uses it, or detach it now with 'ufs unmount -z %s'", mnt, strings.TrimSpace(string(out)), mnt)
+	}
 	if ferr != nil {
 		return fmt.Errorf("unmount %s: %s: %w", mnt, strings.TrimSpace(string(out)), ferr)
 	}

@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/urun-dev/urun/fusefs"
+	"golang.org/x/sys/unix"
 )
 
 // readyEnv names the descriptor on which a background daemon reports that
@@ -21,8 +22,8 @@ import (
 const readyEnv = "UFS_READY_FD"
 
 type mountCmd struct {
-	Options    []string `short:"o" help:"Mount options, comma-separated: br=DIR=PERM:DIR=PERM (topmost first), udba=none|reval, timeout=SECONDS, fsync=0|1, passthrough=0|1, ro, allow_other, nosuid, nodev, noexec, debug, log=FILE." placeholder:"OPTS"`
-	Branch     []string `help:"A branch as DIR=PERM (PERM: rw, wh (ro+wh) or ro); repeat, topmost first." placeholder:"DIR=PERM"`
+	Options    []string `short:"o" sep:"none" help:"Mount options, comma-separated: br=DIR=PERM:DIR=PERM (topmost first), udba=none|reval, timeout=SECONDS, fsync=0|1, passthrough=0|1, ro, allow_other, nosuid, nodev, noexec, debug, log=FILE." placeholder:"OPTS"`
+	Branch     []string `sep:"none" help:"A branch as DIR=PERM (PERM: rw, wh (ro+wh) or ro); repeat, topmost first." placeholder:"DIR=PERM"`
 	Foreground bool     `short:"f" help:"Stay in the foreground and serve until unmounted or signalled."`
 	Mountpoint string   `arg:"" help:"Where to mount the union." type:"path"`
 }
@@ -86,6 +87,10 @@ func (m *mountCmd) daemonize() error {
 		return err
 	}
 	defer r.Close()
+	// The daemon inherits only the ready pipe and /dev/null for stdio.
+	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		return fmt.Errorf("close inherited descriptors: %w", err)
+	}
 	cmd := exec.Command(exe, os.Args[1:]...)
 	cmd.Env = append(os.Environ(), readyEnv+"=3")
 	cmd.ExtraFiles = []*os.File{w}
@@ -144,11 +149,12 @@ func (m *mountCmd) serve(cfg fusefs.Config, mo fusefs.MountOptions, ready *os.Fi
 	if ready != nil {
 		fmt.Fprintln(ready, "ok")
 		ready.Close()
-		// Detach from the caller's terminal.
+		// Detach from the caller's terminal and working directory.
 		if devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0); err == nil {
 			_ = syscall.Dup2(int(devnull.Fd()), 0)
 			devnull.Close()
 		}
+		_ = os.Chdir("/")
 	}
 	go func() {
 		<-sigs
