@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"strconv"
+	"sync/atomic"
 
 	"github.com/urun-dev/urun/internal/sys"
 	"golang.org/x/sys/unix"
@@ -74,9 +75,10 @@ func (n *node) copyUp(ctx context.Context) error {
 	if !isDir && st.Nlink > 1 {
 		if r, ok := u.plinkOf(s.br, st.Ino); ok && r.b == t {
 			// Another name of this object was copied up already: link to it.
-			if err := sys.Linkat(tb.plink, r.name, dst, name); err != nil {
+			if err := u.asWritable(dst, func() error { return sys.Linkat(tb.plink, r.name, dst, name) }); err != nil {
 				return err
 			}
+			r.pending.Add(-1)
 			ref, linked = r, true
 		}
 	}
@@ -93,18 +95,32 @@ func (n *node) copyUp(ctx context.Context) error {
 		}
 		newIno = nst.Ino
 		if !isDir && st.Nlink > 1 {
-			ref = plinkRef{b: t, name: strconv.FormatUint(origin.dev, 16) + "_" + strconv.FormatUint(origin.ino, 16), ino: newIno}
+			ref = plinkRef{b: t, name: strconv.FormatUint(origin.dev, 16) + "_" + strconv.FormatUint(origin.ino, 16), ino: newIno, pending: new(atomic.Int64)}
+			ref.pending.Store(int64(st.Nlink) - 1)
 			if err := sys.Linkat(tb.work, tmp, tb.plink, ref.name); err != nil {
 				u.log.Warn("hard-link index unavailable; other names of this file will be copied separately", "err", err)
 				ref = plinkRef{}
 			}
 		}
-		if err := sys.Renameat2(tb.work, tmp, dst, name, unix.RENAME_NOREPLACE); err != nil {
+		// Renaming into the parent changes its times: put them back, as
+		// overlayfs does.
+		var pst unix.Stat_t
+		_ = sys.Fstatat(dst, "", &pst)
+		err := u.asWritable(dst, func() error { return sys.Renameat2(tb.work, tmp, dst, name, unix.RENAME_NOREPLACE) })
+		if err != nil {
 			u.discard(tb.work, tmp, isDir)
 			if ref.name != "" {
 				_ = sys.Unlinkat(tb.plink, ref.name, 0)
 			}
 			return err
+		}
+		restoreTimes(dst, &pst)
+		if isDir && !u.privileged {
+			// Staged writable for the daemon (see copyObject); now the
+			// directory's own mode.
+			if err := sys.Fchmodat(dst, name, st.Mode&07777); err != nil {
+				return err
+			}
 		}
 		if ref.name != "" {
 			u.inoMu.Lock()
@@ -116,7 +132,7 @@ func (n *node) copyUp(ctx context.Context) error {
 	} else {
 		newIno = ref.ino
 	}
-	ns := nodeState{valid: true, br: t, bino: newIno}
+	ns := nodeState{valid: true, br: t, nameBr: t, bino: newIno}
 	if isDir {
 		ns.layers = append([]int{t}, s.layers...)
 	} else if ref.name != "" {
@@ -204,7 +220,14 @@ func (u *Union) copyMeta(src at, st *unix.Stat_t, dirfd int, name string) error 
 		u.log.Debug("copy-up keeps the daemon's owner", "name", name, "err", err)
 	}
 	if typ != unix.S_IFLNK {
-		if err := sys.Fchmodat(dirfd, name, st.Mode&07777); err != nil {
+		mode := st.Mode & 07777
+		if typ == unix.S_IFDIR && !u.privileged {
+			// An unprivileged daemon must be able to rename the directory
+			// into place and to move children into it: the copy-up sets
+			// the directory's own mode once it is in place.
+			mode |= 0o700
+		}
+		if err := sys.Fchmodat(dirfd, name, mode); err != nil {
 			return err
 		}
 	}
@@ -236,4 +259,38 @@ func (u *Union) copyMeta(src at, st *unix.Stat_t, dirfd int, name string) error 
 		{Sec: st.Mtim.Sec, Nsec: st.Mtim.Nsec},
 	}
 	return sys.Utimensat(dirfd, name, ts)
+}
+
+// restoreTimes puts back the access and modification times of the
+// directory dirfd recorded in st (when st was filled).
+func restoreTimes(dirfd int, st *unix.Stat_t) {
+	if st.Ino == 0 {
+		return
+	}
+	ts := []unix.Timespec{
+		{Sec: st.Atim.Sec, Nsec: st.Atim.Nsec},
+		{Sec: st.Mtim.Sec, Nsec: st.Mtim.Nsec},
+	}
+	_ = unix.UtimesNanoAt(dirfd, "", ts, unix.AT_EMPTY_PATH)
+}
+
+// asWritable runs fn, which changes entries of the directory dirfd. An
+// unprivileged daemon copying up into a directory it owns but may not write
+// (a read-only lower directory, copied up with its mode) makes it writable
+// for the duration of fn.
+func (u *Union) asWritable(dirfd int, fn func() error) error {
+	err := fn()
+	if err == nil || u.privileged || !errors.Is(err, unix.EACCES) {
+		return err
+	}
+	var st unix.Stat_t
+	if sys.Fstatat(dirfd, "", &st) != nil || int(st.Uid) != os.Geteuid() || st.Mode&0o300 == 0o300 {
+		return err
+	}
+	proc := "/proc/self/fd/" + strconv.Itoa(dirfd)
+	if cerr := unix.Chmod(proc, st.Mode&07777|0o300); cerr != nil {
+		return err
+	}
+	defer unix.Chmod(proc, st.Mode&07777)
+	return fn()
 }

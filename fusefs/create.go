@@ -130,10 +130,15 @@ func (n *node) make(ctx context.Context, name string, isDir, chown bool, mk func
 		}
 	}
 	if t.wh == whInPlace {
-		if err := sys.Renameat2(dirfd, at, t.dfd, name, 0); err != nil {
+		// Swap the new object with the whiteout (rename cannot put a
+		// directory over a file), then drop the whiteout.
+		if err := sys.Renameat2(dirfd, at, t.dfd, name, unix.RENAME_EXCHANGE); err != nil {
 			undo()
 			t.Close()
 			return nil, st, err
+		}
+		if err := sys.Unlinkat(dirfd, at, 0); err != nil {
+			u.log.Warn("cannot remove a replaced whiteout from the staging directory", "err", err)
 		}
 	}
 	if t.wh == whAUFS {
@@ -167,7 +172,7 @@ func (u *Union) markOpaque(dirfd int, name string) error {
 }
 
 func (n *node) childOut(ctx context.Context, t *target, st *unix.Stat_t, out *fuse.EntryOut) *fs.Inode {
-	cs := nodeState{valid: true, br: t.b, bino: st.Ino}
+	cs := nodeState{valid: true, br: t.b, nameBr: t.b, bino: st.Ino}
 	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
 		cs.layers = []int{t.b}
 	}
@@ -192,7 +197,7 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	defer t.Close()
 	ch := n.childOut(ctx, t, &st, out)
 	s, _ := asNode(ch).state()
-	return ch, n.u.newFile(fd, s, flags), n.u.openFlags(), 0
+	return ch, n.u.newFile(asNode(ch), fd, s, flags), n.u.openFlags(), 0
 }
 
 // Mkdir makes a directory; over a whiteout it is opaque.

@@ -61,7 +61,7 @@ func (u *Union) mergedEntriesFrom(s nodeState, rel string) ([]fuse.DirEntry, []i
 				if typ == unix.DT_REG {
 					if dirWh < 0 {
 						dirWh = 0
-						if hasXattr(fd, ".", whiteoutsXattrs) {
+						if mayHoldXattrWhiteouts(fd) {
 							dirWh = 1
 						}
 					}
@@ -211,7 +211,7 @@ func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 	if err != nil {
 		return nil, fs.ToErrno(err)
 	}
-	cs := nodeState{valid: true, br: b, bino: st.Ino}
+	cs := nodeState{valid: true, br: b, nameBr: b, bino: st.Ino}
 	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
 		cs.valid = false
 	} else if st.Nlink > 1 {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"path"
 	"strings"
+	"sync/atomic"
 
 	"github.com/urun-dev/urun/internal/sys"
 	"golang.org/x/sys/unix"
@@ -13,6 +14,7 @@ import (
 type nodeState struct {
 	valid  bool
 	br     int    // branch holding the object (the topmost one for a directory)
+	nameBr int    // branch holding the name's entry: br, except for a lower name of an indexed hard link
 	bino   uint64 // the object's inode number in that branch
 	layers []int  // directories: the merged branches, topmost first
 	plink  string // non-empty: reach the object as this name in br's hard-link index
@@ -83,6 +85,7 @@ func (u *Union) lookupIn(parent nodeState, dirRel string, dir *node, name string
 	}
 	res.valid = true
 	res.bino = top.Ino
+	res.nameBr = res.br
 	if res.layers == nil && top.Nlink > 1 {
 		if ref, ok := u.plinkOf(res.br, top.Ino); ok {
 			res.br, res.plink, res.bino = ref.b, ref.name, ref.ino
@@ -98,7 +101,7 @@ func (u *Union) probe(br *branch, dfd int, name string, res *nodeState, top *uni
 	var st unix.Stat_t
 	if err := sys.Fstatat(dfd, name, &st); err == nil {
 		if honour && (isOverlayWhiteoutStat(&st) ||
-			(st.Mode&unix.S_IFMT == unix.S_IFREG && st.Size == 0 && isXattrWhiteout(dfd, name, &st, hasXattr(dfd, ".", whiteoutsXattrs)))) {
+			(st.Mode&unix.S_IFMT == unix.S_IFREG && st.Size == 0 && isXattrWhiteout(dfd, name, &st, mayHoldXattrWhiteouts(dfd)))) {
 			return true
 		}
 		isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
@@ -129,6 +132,9 @@ type plinkRef struct {
 	b    int
 	name string
 	ino  uint64 // inode number of the copy in branch b
+	// pending counts the object's names still in lower branches (neither
+	// linked up nor whited out), known for copies made during this mount.
+	pending *atomic.Int64
 }
 
 // plinkOf returns the hard-link index entry of the object whose branch

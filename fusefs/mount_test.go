@@ -2,19 +2,77 @@ package fusefs_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/urun-dev/urun/fusefs"
 	"github.com/urun-dev/urun/internal/testutil"
 	"golang.org/x/sys/unix"
 )
+
+// TestMain turns the test binary into a helper process when UFS_TEST_HELPER
+// names one. Some accesses must not come from the daemon's own process: a
+// thread faulting on a mapping of the union cannot stop for the Go
+// runtime's stop-the-world, while the fault waits for the daemon's
+// goroutines, which that stop-the-world has parked.
+func TestMain(m *testing.M) {
+	if h := os.Getenv("UFS_TEST_HELPER"); h != "" {
+		if err := runHelper(h, os.Getenv("UFS_TEST_HELPER_PATH"), os.Getenv("UFS_TEST_HELPER_ARG")); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// runHelper is the helper process's work.
+func runHelper(name, path, arg string) error {
+	switch name {
+	case "mmap-write":
+		// Write arg at the start of path through a shared mapping.
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		m, err := syscall.Mmap(int(f.Fd()), 0, len(arg), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+		if err != nil {
+			return fmt.Errorf("mmap %s: %w", path, err)
+		}
+		copy(m, arg)
+		if err := unix.Msync(m, unix.MS_SYNC); err != nil {
+			return fmt.Errorf("msync: %w", err)
+		}
+		return syscall.Munmap(m)
+	}
+	return fmt.Errorf("unknown helper %q", name)
+}
+
+// helper runs the helper process name on path; it is killed if it takes
+// more than a minute, or if the test binary dies.
+func helper(t testing.TB, name, path, arg string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "UFS_TEST_HELPER="+name, "UFS_TEST_HELPER_PATH="+path, "UFS_TEST_HELPER_ARG="+arg)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("helper %s %s: %v\n%s", name, path, err, out)
+	}
+}
 
 // mountUnion mounts a union of branches (topmost first) on a fresh
 // directory and returns the mountpoint. The union is unmounted when t ends.

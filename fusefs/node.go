@@ -2,7 +2,6 @@ package fusefs
 
 import (
 	"context"
-	"errors"
 	"os"
 	"sync"
 	"syscall"
@@ -32,6 +31,10 @@ type node struct {
 	// staleFDs are descriptors dropped from dfds while an operation may
 	// still use them; closed when the kernel forgets the node.
 	staleFDs []int32
+	// files are the open files of the node; cachedOpens counts those
+	// served by the daemon (not passthrough).
+	files       map[*file]struct{}
+	cachedOpens int
 }
 
 var (
@@ -145,15 +148,17 @@ func (n *node) stat() (nodeState, at, unix.Stat_t, error) {
 		a, err := n.locate(s)
 		if err == nil {
 			err = sys.Fstatat(a.fd, a.name, &st)
-			if err == nil && (s.bino == 0 || st.Ino == s.bino || n.isDir()) {
+			if err == nil && (n.isDir() || n.u.inoFor(s.br, st.Ino) == n.StableAttr().Ino) {
 				return s, a, st, nil
 			}
 			a.Close()
 			if err == nil {
-				err = unix.ESTALE
+				// The name now holds another object: this one was
+				// removed or replaced.
+				err = unix.ENOENT
 			}
 		}
-		if try > 0 || !(isNotFound(err) || errors.Is(err, unix.ESTALE)) {
+		if try > 0 || !isNotFound(err) {
 			return s, at{}, st, err
 		}
 		n.invalidate()
@@ -179,6 +184,20 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 	return n.newChild(ctx, cs, &st, &out.Attr), 0
 }
 
+// nlinkOf is the link count the union shows for an object: an indexed hard
+// link's index entry is not a name, and its names still in lower branches
+// are.
+func (u *Union) nlinkOf(s nodeState, st *unix.Stat_t) uint32 {
+	if s.plink == "" {
+		return uint32(st.Nlink)
+	}
+	n := int64(st.Nlink) - 1
+	if ref, ok := u.plinkOf(s.br, s.bino); ok {
+		n += ref.pending.Load()
+	}
+	return uint32(max(n, 1))
+}
+
 // newChild makes (or finds) the inode for a resolved child and fills attr.
 func (n *node) newChild(ctx context.Context, cs nodeState, st *unix.Stat_t, attr *fuse.Attr) *fs.Inode {
 	ino := n.u.inoFor(cs.br, st.Ino)
@@ -198,6 +217,9 @@ func (n *node) newChild(ctx context.Context, cs nodeState, st *unix.Stat_t, attr
 		got.mu.Unlock()
 	}
 	fillAttr(attr, st, ino, len(cs.layers) > 1)
+	if cs.plink != "" {
+		attr.Nlink = n.u.nlinkOf(cs, st)
+	}
 	return ci
 }
 
@@ -225,13 +247,23 @@ func fillAttr(a *fuse.Attr, st *unix.Stat_t, ino uint64, merged bool) {
 func (n *node) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	s, a, st, err := n.stat()
 	if err != nil {
-		if fg, ok := f.(fs.FileGetattrer); ok {
-			return fg.Getattr(ctx, out)
+		if f == nil {
+			if of := n.anyFile(); of != nil {
+				f = of
+			}
+		}
+		if fg, ok := f.(fs.FileGetattrer); ok && isNotFound(err) {
+			errno := fg.Getattr(ctx, out)
+			out.Ino = n.StableAttr().Ino
+			return errno
 		}
 		return fs.ToErrno(err)
 	}
 	a.Close()
 	fillAttr(&out.Attr, &st, n.StableAttr().Ino, len(s.layers) > 1)
+	if s.plink != "" {
+		out.Nlink = n.u.nlinkOf(s, &st)
+	}
 	return 0
 }
 
@@ -287,15 +319,33 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	if err != nil {
 		return nil, 0, fs.ToErrno(err)
 	}
-	return n.u.newFile(fd, s, flags), n.u.openFlags(), 0
+	return n.u.newFile(n, fd, s, flags), n.u.openFlags(), 0
 }
 
 // Setattr copies the object up and changes its mode, owner, size or times.
 func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	if err := n.copyUp(ctx); err != nil {
-		return fs.ToErrno(err)
+	err := n.copyUp(ctx)
+	var a at
+	var st unix.Stat_t
+	if err == nil {
+		_, a, st, err = n.stat()
 	}
-	_, a, st, err := n.stat()
+	if isNotFound(err) {
+		// The name is gone (unlinked while open): change the object
+		// through an open descriptor, as ext4 allows.
+		if f == nil {
+			if of := n.anyFile(); of != nil {
+				f = of
+			}
+		}
+		if lf, ok := f.(*file); ok {
+			if errno := lf.Setattr(ctx, in, out); errno != 0 {
+				return errno
+			}
+			out.Ino = n.StableAttr().Ino
+			return 0
+		}
+	}
 	if err != nil {
 		return fs.ToErrno(err)
 	}

@@ -54,19 +54,35 @@ func (u *Union) whiteout(b int, dirfd int, name string) error {
 			return ferr
 		}
 		unix.Close(fd)
-		attr := "trusted.overlay.whiteout"
-		dattr := "trusted.overlay.whiteouts"
+		attr, dattr := "trusted.overlay.whiteout", "trusted.overlay.opaque"
 		if !u.privileged {
-			attr, dattr = "user.overlay.whiteout", "user.overlay.whiteouts"
+			attr, dattr = "user.overlay.whiteout", "user.overlay.opaque"
 		}
 		if err := sys.Lsetxattr(work, tmp, attr, []byte("y"), 0); err != nil {
 			u.discard(work, tmp, false)
 			return err
 		}
-		if err := sys.Lsetxattr(dirfd, ".", dattr, []byte("y"), 0); err != nil {
+		// Mark the directory as holding xattr whiteouts (opaque "x", as
+		// overlayfs since Linux 6.8), unless it is already marked.
+		if !mayHoldXattrWhiteouts(dirfd) {
+			if err := sys.Lsetxattr(dirfd, ".", dattr, []byte("x"), unix.XATTR_CREATE); err != nil {
+				u.discard(work, tmp, false)
+				return err
+			}
+		}
+	}
+	// A directory at name is swapped out in one step and removed from the
+	// staging directory afterwards: rename cannot put a file over it.
+	var st unix.Stat_t
+	if sys.Fstatat(dirfd, name, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		if err := sys.Renameat2(work, tmp, dirfd, name, unix.RENAME_EXCHANGE); err != nil {
 			u.discard(work, tmp, false)
 			return err
 		}
+		if err := removeAllAt(work, tmp, true); err != nil {
+			u.log.Warn("cannot remove a replaced directory from the staging directory", "err", err)
+		}
+		return nil
 	}
 	if err := sys.Renameat2(work, tmp, dirfd, name, 0); err != nil {
 		u.discard(work, tmp, false)
@@ -110,9 +126,12 @@ func (n *node) remove(ctx context.Context, name string, dir bool) error {
 			return unix.ENOTEMPTY
 		}
 	}
-	needWh := u.visibleBelow(ps, rel, name, cs.br)
-	if !u.br[cs.br].rw() {
-		// The object is in a read-only branch: hide it from above.
+	// The name's own entry decides (for an indexed hard link the object
+	// may be in the rw branch while this name is still a lower one).
+	b := cs.nameBr
+	needWh := u.visibleBelow(ps, rel, name, b)
+	if !u.br[b].rw() {
+		// The name is in a read-only branch: hide it from above.
 		if err := n.copyUp(ctx); err != nil {
 			return err
 		}
@@ -124,9 +143,15 @@ func (n *node) remove(ctx context.Context, name string, dir bool) error {
 			return err
 		}
 		defer unix.Close(dfd)
-		return u.whiteout(ps.br, dfd, name)
+		if err := u.whiteout(ps.br, dfd, name); err != nil {
+			return err
+		}
+		if ref, ok := u.plinkOf(cs.br, cs.bino); ok && cs.plink != "" {
+			ref.pending.Add(-1)
+		}
+		return nil
 	}
-	dfd, err := sys.OpenBeneath(u.br[cs.br].fd, rel, unix.O_PATH|unix.O_DIRECTORY, 0)
+	dfd, err := sys.OpenBeneath(u.br[b].fd, rel, unix.O_PATH|unix.O_DIRECTORY, 0)
 	if err != nil {
 		return err
 	}
@@ -134,17 +159,12 @@ func (n *node) remove(ctx context.Context, name string, dir bool) error {
 	longName := len(name)+len(whPrefix) > maxNameLen
 	if needWh && longName {
 		// The whiteout replaces the object in one rename.
-		if isDir {
-			if err := removeAllAt(dfd, name, false); err != nil {
-				return err
-			}
-		}
-		return u.whiteout(cs.br, dfd, name)
+		return u.whiteout(b, dfd, name)
 	}
 	if needWh {
 		// Whiteout first: the object hides it until it is removed, and no
 		// lower name shows in between.
-		if err := u.whiteout(cs.br, dfd, name); err != nil {
+		if err := u.whiteout(b, dfd, name); err != nil {
 			return err
 		}
 	}

@@ -97,11 +97,17 @@ func (n *node) rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	if err := src.copyUpAll(ctx, srcDir); err != nil {
 		return err
 	}
+	if err := n.linkUpName(ctx, name); err != nil {
+		return err
+	}
 	if err := np.copyUp(ctx); err != nil {
 		return err
 	}
 	if exchange {
 		if err := dst.copyUpAll(ctx, dstDir); err != nil {
+			return err
+		}
+		if err := np.linkUpName(ctx, newName); err != nil {
 			return err
 		}
 	}
@@ -263,7 +269,8 @@ func (u *Union) materialize(s nodeState, rel string, t int) error {
 		}
 		crel := joinRel(rel, e.Name)
 		isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
-		if cs.br != t {
+		copied := cs.br != t
+		if copied {
 			if err := u.copyInto(cs, rel, e.Name, &st, t, tdir); err != nil {
 				return err
 			}
@@ -274,6 +281,19 @@ func (u *Union) materialize(s nodeState, rel string, t int) error {
 		}
 		if isDir {
 			if err := u.materialize(cs, crel, t); err != nil {
+				return err
+			}
+		}
+		if copied && isDir {
+			// Filling the copy changed its times; an unprivileged daemon
+			// also staged it writable.
+			if !u.privileged {
+				if err := sys.Fchmodat(tdir, e.Name, st.Mode&07777); err != nil {
+					return err
+				}
+			}
+			ts := []unix.Timespec{{Sec: st.Atim.Sec, Nsec: st.Atim.Nsec}, {Sec: st.Mtim.Sec, Nsec: st.Mtim.Nsec}}
+			if err := sys.Utimensat(tdir, e.Name, ts); err != nil {
 				return err
 			}
 		}
@@ -307,10 +327,48 @@ func (u *Union) copyInto(cs nodeState, rel, name string, st *unix.Stat_t, t, tdi
 		u.discard(tb.work, tmp, st.Mode&unix.S_IFMT == unix.S_IFDIR)
 		return err
 	}
-	if err := sys.Renameat2(tb.work, tmp, tdir, name, unix.RENAME_NOREPLACE); err != nil {
-		u.discard(tb.work, tmp, st.Mode&unix.S_IFMT == unix.S_IFDIR)
+	isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
+	if err := u.asWritable(tdir, func() error { return sys.Renameat2(tb.work, tmp, tdir, name, unix.RENAME_NOREPLACE) }); err != nil {
+		u.discard(tb.work, tmp, isDir)
 		return err
 	}
 	u.setAlias(t, nst.Ino, u.inoFor(cs.br, st.Ino))
+	return nil
+}
+
+// linkUpName gives name, a lower name of an indexed hard link whose object
+// is already in an rw branch, its own entry there: a hard link to the
+// index entry.
+func (n *node) linkUpName(ctx context.Context, name string) error {
+	u := n.u
+	ps, err := n.state()
+	if err != nil {
+		return err
+	}
+	cs, _, err := u.lookupChild(ps, n.rel(), name)
+	if err != nil || cs.plink == "" || cs.nameBr == cs.br {
+		return err
+	}
+	if err := n.copyUp(ctx); err != nil {
+		return err
+	}
+	if ps, err = n.state(); err != nil {
+		return err
+	}
+	if ps.br != cs.br {
+		return unix.EXDEV
+	}
+	b := u.br[cs.br]
+	dfd, err := sys.OpenBeneath(b.fd, n.rel(), unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dfd)
+	if err := u.asWritable(dfd, func() error { return sys.Linkat(b.plink, cs.plink, dfd, name) }); err != nil {
+		return err
+	}
+	if ref, ok := u.plinkOf(cs.br, cs.bino); ok {
+		ref.pending.Add(-1)
+	}
 	return nil
 }

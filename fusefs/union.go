@@ -145,7 +145,7 @@ func (u *Union) loadPlinks(b int) error {
 			u.log.Warn("ignoring a stray entry in the hard-link index", "branch", br.Path, "name", e.Name)
 			continue
 		}
-		ref := plinkRef{b: b, name: e.Name, ino: st.Ino}
+		ref := plinkRef{b: b, name: e.Name, ino: st.Ino, pending: new(atomic.Int64)}
 		u.plinks[devIno{dev, ino}] = ref
 		u.plinks[devIno{br.dev, st.Ino}] = ref
 		for j, ob := range u.br {
@@ -203,7 +203,7 @@ func (u *Union) rootLayers() []int {
 	var l []int
 	for i, b := range u.br {
 		l = append(l, i)
-		if b.Perm.honoursWhiteouts() && (exists(b.fd, whOpaque) || hasXattrY(b.fd, "", opaqueXattrs)) {
+		if b.Perm.honoursWhiteouts() && (exists(b.fd, whOpaque) || hasXattrY(b.fd, ".", opaqueXattrs)) {
 			break
 		}
 	}

@@ -81,9 +81,23 @@ func isOpaqueDir(dirfd int, name string) bool {
 	return exists(fd, whOpaque) || hasXattrY(dirfd, name, opaqueXattrs)
 }
 
+// mayHoldXattrWhiteouts reports whether the directory dirfd is marked as
+// holding overlay xattr whiteouts: overlay.opaque set to "x" (Linux 6.8 and
+// later), or the overlay.whiteouts attribute of Linux 6.7.
+func mayHoldXattrWhiteouts(dirfd int) bool {
+	var buf [4]byte
+	for _, a := range opaqueXattrs {
+		n, err := sys.Lgetxattr(dirfd, ".", a, buf[:])
+		if err == nil && n >= 1 && buf[0] == 'x' {
+			return true
+		}
+	}
+	return hasXattr(dirfd, ".", whiteoutsXattrs)
+}
+
 // isXattrWhiteout reports whether the regular file name (size 0) in dirfd
 // is an overlay xattr whiteout; dirHasWhiteouts says whether its directory
-// carries the overlay.whiteouts marker that makes such files possible.
+// carries the marker that makes such files possible (mayHoldXattrWhiteouts).
 func isXattrWhiteout(dirfd int, name string, st *unix.Stat_t, dirHasWhiteouts bool) bool {
 	return dirHasWhiteouts && st.Mode&unix.S_IFMT == unix.S_IFREG && st.Size == 0 &&
 		hasXattr(dirfd, name, whiteoutXattrs)

@@ -16,7 +16,7 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 	if isPrivateXattr(attr) {
 		return 0, syscall.ENODATA
 	}
-	_, a, _, err := n.stat()
+	a, err := n.xattrTarget(false)
 	if err != nil {
 		return 0, fs.ToErrno(err)
 	}
@@ -33,10 +33,7 @@ func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 	if isPrivateXattr(attr) {
 		return syscall.EPERM
 	}
-	if err := n.copyUp(ctx); err != nil {
-		return fs.ToErrno(err)
-	}
-	_, a, _, err := n.stat()
+	a, err := n.xattrTarget(true)
 	if err != nil {
 		return fs.ToErrno(err)
 	}
@@ -50,17 +47,14 @@ func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 		return syscall.ENODATA
 	}
 	// Refuse early, without a copy-up, when there is nothing to remove.
-	if _, a, _, err := n.stat(); err == nil {
+	if a, err := n.xattrTarget(false); err == nil {
 		_, gerr := sys.Lgetxattr(a.fd, a.name, attr, nil)
 		a.Close()
 		if errors.Is(gerr, unix.ENODATA) {
 			return syscall.ENODATA
 		}
 	}
-	if err := n.copyUp(ctx); err != nil {
-		return fs.ToErrno(err)
-	}
-	_, a, _, err := n.stat()
+	a, err := n.xattrTarget(true)
 	if err != nil {
 		return fs.ToErrno(err)
 	}
@@ -70,7 +64,7 @@ func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 
 // Listxattr lists the object's attributes without the union's own.
 func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
-	_, a, _, err := n.stat()
+	a, err := n.xattrTarget(false)
 	if err != nil {
 		return 0, fs.ToErrno(err)
 	}
@@ -93,4 +87,25 @@ func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errn
 		return uint32(len(buf)), syscall.ERANGE
 	}
 	return uint32(copy(dest, buf)), 0
+}
+
+// xattrTarget locates the object for an attribute call, copied up first
+// when write is set. Once the name is gone (unlinked while open), an open
+// descriptor of the object stands in: "/proc/self/fd/N/" then names the
+// object itself.
+func (n *node) xattrTarget(write bool) (at, error) {
+	var err error
+	if write {
+		err = n.copyUp(context.Background())
+	}
+	var a at
+	if err == nil {
+		_, a, _, err = n.stat()
+	}
+	if isNotFound(err) {
+		if f := n.anyFile(); f != nil {
+			return at{fd: int(f.osf.Fd()), name: ""}, nil
+		}
+	}
+	return a, err
 }

@@ -147,14 +147,15 @@ func (m *mountCmd) serve(cfg fusefs.Config, mo fusefs.MountOptions, ready *os.Fi
 		return err
 	}
 	if ready != nil {
-		fmt.Fprintln(ready, "ok")
-		ready.Close()
-		// Detach from the caller's terminal and working directory.
+		// Detach from the caller's terminal and working directory before
+		// the caller is told to go on.
 		if devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0); err == nil {
 			_ = syscall.Dup2(int(devnull.Fd()), 0)
 			devnull.Close()
 		}
 		_ = os.Chdir("/")
+		fmt.Fprintln(ready, "ok")
+		ready.Close()
 	}
 	go func() {
 		<-sigs

@@ -83,11 +83,16 @@ func openat2(dirfd int, rel string, flags int, mode uint32) (int, error) {
 }
 
 // ProcPath names the entry name of the directory dirfd through /proc, for
-// the calls that have no *at form (the l*xattr family).
+// the calls that have no *at form (the l*xattr family). "." names the
+// directory itself: the trailing slash makes even the l* calls follow the
+// descriptor's magic link.
+//
+// In the attribute wrappers below an empty name means the descriptor itself
+// (which must then not be O_PATH): they use the f*xattr calls.
 func ProcPath(dirfd int, name string) string {
 	p := "/proc/self/fd/" + strconv.Itoa(dirfd)
 	if name == "" || name == "." {
-		return p
+		return p + "/"
 	}
 	return p + "/" + name
 }
@@ -98,6 +103,10 @@ func Lgetxattr(dirfd int, name, attr string, dest []byte) (int, error) {
 	var n int
 	err := retry(func() error {
 		var err error
+		if name == "" {
+			n, err = unix.Fgetxattr(dirfd, attr, dest)
+			return err
+		}
 		n, err = unix.Lgetxattr(ProcPath(dirfd, name), attr, dest)
 		return err
 	})
@@ -128,7 +137,12 @@ func GetxattrAll(dirfd int, name, attr string) ([]byte, error) {
 
 // Lsetxattr sets attr on the entry name in dirfd.
 func Lsetxattr(dirfd int, name, attr string, data []byte, flags int) error {
-	err := retry(func() error { return unix.Lsetxattr(ProcPath(dirfd, name), attr, data, flags) })
+	err := retry(func() error {
+		if name == "" {
+			return unix.Fsetxattr(dirfd, attr, data, flags)
+		}
+		return unix.Lsetxattr(ProcPath(dirfd, name), attr, data, flags)
+	})
 	if err != nil {
 		return &os.PathError{Op: "setxattr " + attr, Path: name, Err: err}
 	}
@@ -137,7 +151,12 @@ func Lsetxattr(dirfd int, name, attr string, data []byte, flags int) error {
 
 // Lremovexattr removes attr from the entry name in dirfd.
 func Lremovexattr(dirfd int, name, attr string) error {
-	err := retry(func() error { return unix.Lremovexattr(ProcPath(dirfd, name), attr) })
+	err := retry(func() error {
+		if name == "" {
+			return unix.Fremovexattr(dirfd, attr)
+		}
+		return unix.Lremovexattr(ProcPath(dirfd, name), attr)
+	})
 	if err != nil {
 		return &os.PathError{Op: "removexattr " + attr, Path: name, Err: err}
 	}
@@ -149,13 +168,19 @@ func Llistxattr(dirfd int, name string) ([]string, error) {
 	buf := make([]byte, 1024)
 	for {
 		var n int
+		list := func(b []byte) (int, error) {
+			if name == "" {
+				return unix.Flistxattr(dirfd, b)
+			}
+			return unix.Llistxattr(ProcPath(dirfd, name), b)
+		}
 		err := retry(func() error {
 			var err error
-			n, err = unix.Llistxattr(ProcPath(dirfd, name), buf)
+			n, err = list(buf)
 			return err
 		})
 		if errors.Is(err, unix.ERANGE) {
-			size, err := unix.Llistxattr(ProcPath(dirfd, name), nil)
+			size, err := list(nil)
 			if err != nil {
 				return nil, &os.PathError{Op: "listxattr", Path: name, Err: err}
 			}
@@ -325,9 +350,23 @@ func Fchownat(dirfd int, name string, uid, gid int) error {
 	return nil
 }
 
-// Fchmodat changes the mode of name in dirfd (never a symlink).
+// Fchmodat changes the mode of name in dirfd without following a symlink:
+// the object is opened O_PATH|O_NOFOLLOW beneath dirfd and changed through
+// its descriptor, so a symlink planted at name cannot redirect the change.
 func Fchmodat(dirfd int, name string, mode uint32) error {
-	err := retry(func() error { return unix.Fchmodat(dirfd, name, mode, 0) })
+	fd, err := OpenBeneath(dirfd, name, unix.O_PATH|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := Fstatat(fd, "", &st); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+		return &os.PathError{Op: "fchmodat", Path: name, Err: unix.EOPNOTSUPP}
+	}
+	err = retry(func() error { return unix.Chmod("/proc/self/fd/"+strconv.Itoa(fd), mode) })
 	if err != nil {
 		return &os.PathError{Op: "fchmodat", Path: name, Err: err}
 	}
