@@ -107,6 +107,10 @@ type WhiteoutFormat int
 const (
 	// FormatAUFS writes ".wh.NAME" files and ".wh..wh..opq" markers.
 	FormatAUFS WhiteoutFormat = iota
+	// FormatOverlay writes 0/0 character devices (or overlay.whiteout
+	// xattr files where mknod is refused) and overlay.opaque xattrs, as
+	// overlayfs, so that an rw branch is a valid overlayfs upper layer.
+	FormatOverlay
 )
 
 // Config describes a union mount.
@@ -115,6 +119,10 @@ type Config struct {
 	Branches []Branch
 	// Whiteouts selects the format written into rw branches.
 	Whiteouts WhiteoutFormat
+	// WorkDir, when set (overlay mode), holds the staging directory and the
+	// hard-link index of the topmost rw branch instead of that branch
+	// itself. It must be on the same filesystem.
+	WorkDir string
 	// Reval re-resolves every name on every operation and disables kernel
 	// caching, so that changes made directly in a branch are seen
 	// (aufs udba=reval).

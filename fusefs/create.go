@@ -154,8 +154,15 @@ func (n *node) make(ctx context.Context, name string, isDir, chown bool, mk func
 }
 
 // markOpaque makes the directory name in dirfd stop the merge with lower
-// branches.
+// branches: the overlay.opaque xattr in the overlay format, the
+// ".wh..wh..opq" marker in the aufs format.
 func (u *Union) markOpaque(dirfd int, name string) error {
+	if u.cfg.Whiteouts == FormatOverlay {
+		if err := u.dropXattrWhiteouts(dirfd, name); err != nil {
+			return err
+		}
+		return u.setOverlayXattr(dirfd, name, "opaque", "y", 0)
+	}
 	fd, err := sys.OpenBeneath(dirfd, name, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return err
@@ -271,4 +278,31 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 		return nil, syscall.EXDEV
 	}
 	return tn.EmbeddedInode(), 0
+}
+
+// dropXattrWhiteouts removes the xattr whiteouts of the directory name in
+// dirfd before it becomes opaque: "y" replaces the "x" marker under which
+// such files count as whiteouts, and an opaque directory needs none.
+func (u *Union) dropXattrWhiteouts(dirfd int, name string) error {
+	fd, err := sys.OpenBeneath(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if !mayHoldXattrWhiteouts(fd) {
+		return nil
+	}
+	ents, err := sys.ReadDir(fd)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		var st unix.Stat_t
+		if e.Type == unix.DT_REG && sys.Fstatat(fd, e.Name, &st) == nil && isXattrWhiteout(fd, e.Name, &st, true) {
+			if err := sys.Unlinkat(fd, e.Name, 0); ignoreNotExist(err) != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

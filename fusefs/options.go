@@ -11,6 +11,9 @@ import (
 type MountOptions struct {
 	Debug bool   // log every FUSE request
 	Log   string // file for the daemon's log
+	// Ignored lists options accepted for compatibility that change
+	// nothing; the caller names them on stderr.
+	Ignored []string
 }
 
 // ParseOptions applies comma-separated mount options (possibly several
@@ -18,6 +21,7 @@ type MountOptions struct {
 // in cfg. Unknown options are an error that names them.
 func ParseOptions(cfg *Config, opts []string) (MountOptions, error) {
 	var mo MountOptions
+	var ov overlayDirs
 	for _, list := range opts {
 		for _, o := range splitOptions(list) {
 			if o == "" {
@@ -71,6 +75,18 @@ func ParseOptions(cfg *Config, opts []string) (MountOptions, error) {
 					return mo, fmt.Errorf("%w: %s takes no value", ErrBadOption, key)
 				}
 				cfg.Passed = append(cfg.Passed, key)
+			case "lowerdir", "upperdir", "workdir":
+				if !hasVal || val == "" {
+					return mo, fmt.Errorf("%w: %s needs a directory", ErrBadOption, key)
+				}
+				ov.set(key, val)
+			case "volatile":
+				cfg.NoFsync = true
+			case "userxattr", "xino", "redirect_dir", "index", "metacopy", "nfs_export", "uuid", "context", "fscontext", "defcontext", "rootcontext":
+				// Kernel overlayfs and SELinux options with no meaning here.
+				mo.Ignored = append(mo.Ignored, o)
+			case "uidmapping", "gidmapping", "squash_to_root", "squash_to_uid", "squash_to_gid", "static_nlink", "noxattrs", "xattr_permissions", "plugins", "threaded", "noacl":
+				return mo, fmt.Errorf("%w: %q (a fuse-overlayfs option) is not supported yet", ErrBadOption, o)
 			case "debug":
 				mo.Debug = true
 			case "log":
@@ -80,7 +96,84 @@ func ParseOptions(cfg *Config, opts []string) (MountOptions, error) {
 			}
 		}
 	}
+	if err := ov.apply(cfg); err != nil {
+		return mo, err
+	}
 	return mo, nil
+}
+
+// overlayDirs collects the overlayfs-style options.
+type overlayDirs struct {
+	lower, upper, work string
+	seen               bool
+}
+
+func (o *overlayDirs) set(key, val string) {
+	o.seen = true
+	switch key {
+	case "lowerdir":
+		o.lower = val
+	case "upperdir":
+		o.upper = val
+	case "workdir":
+		o.work = val
+	}
+}
+
+// apply turns lowerdir/upperdir/workdir into branches: the upper is rw, the
+// lowers (topmost first) honour whiteouts, whiteouts are written in the
+// overlay format and bookkeeping goes to the workdir. Without an upperdir
+// the union is read-only. Data-only lowers (after "::") hold only data for
+// metacopy/redirect layers, which ufs does not follow: they are ignored.
+func (o *overlayDirs) apply(cfg *Config) error {
+	if !o.seen {
+		return nil
+	}
+	if len(cfg.Branches) > 0 {
+		return fmt.Errorf("%w: give either br= (aufs) or lowerdir=/upperdir= (overlay), not both", ErrBadOption)
+	}
+	if o.lower == "" {
+		return fmt.Errorf("%w: lowerdir is required in overlay mode: -o lowerdir=DIR[:DIR...],upperdir=DIR,workdir=DIR", ErrBadOption)
+	}
+	if (o.upper == "") != (o.work == "") {
+		return fmt.Errorf("%w: upperdir and workdir go together", ErrBadOption)
+	}
+	if o.upper != "" {
+		cfg.Branches = append(cfg.Branches, Branch{Path: o.upper, Perm: PermRW})
+		cfg.WorkDir = o.work
+	}
+	lowers := o.lower
+	if i := strings.Index(lowers, "::"); i >= 0 {
+		lowers = lowers[:i]
+	}
+	for _, l := range splitEscaped(lowers, ':') {
+		if l == "" {
+			return fmt.Errorf("%w: empty directory in lowerdir=%q", ErrBadOption, o.lower)
+		}
+		cfg.Branches = append(cfg.Branches, Branch{Path: l, Perm: PermROWH})
+	}
+	cfg.Whiteouts = FormatOverlay
+	return nil
+}
+
+// splitEscaped splits s on sep, except where sep is escaped with a
+// backslash (overlayfs's "\:" in lowerdir).
+func splitEscaped(s string, sep byte) []string {
+	var out []string
+	var cur strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch {
+		case s[i] == '\\' && i+1 < len(s):
+			i++
+			cur.WriteByte(s[i])
+		case s[i] == sep:
+			out = append(out, cur.String())
+			cur.Reset()
+		default:
+			cur.WriteByte(s[i])
+		}
+	}
+	return append(out, cur.String())
 }
 
 func boolOption(key, val string, hasVal bool) (bool, error) {
@@ -96,13 +189,14 @@ func boolOption(key, val string, hasVal bool) (bool, error) {
 	return false, fmt.Errorf("%w: %s=%q: use %s=0 or %s=1", ErrBadOption, key, val, key, key)
 }
 
-// splitOptions splits on commas that are not escaped with a backslash.
+// splitOptions splits on commas that are not escaped with a backslash;
+// other backslashes stay for the option's own parser.
 func splitOptions(s string) []string {
 	var out []string
 	var cur strings.Builder
 	for i := 0; i < len(s); i++ {
 		switch {
-		case s[i] == '\\' && i+1 < len(s):
+		case s[i] == '\\' && i+1 < len(s) && s[i+1] == ',':
 			i++
 			cur.WriteByte(s[i])
 		case s[i] == ',':

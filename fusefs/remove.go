@@ -2,6 +2,7 @@ package fusefs
 
 import (
 	"context"
+	"errors"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fs"
@@ -32,13 +33,20 @@ func (u *Union) visibleBelow(ps nodeState, dirRel, name string, b int) bool {
 	return err == nil
 }
 
-// whiteout hides name in the directory dirfd of an rw branch: a ".wh.NAME"
-// file in the aufs format, or for names too long for its prefix an
-// overlay-format whiteout at the name itself (a 0/0 character device where
-// mknod is allowed, else an empty file with the overlay.whiteout xattr).
-// An object already at name is replaced atomically.
+// inPlaceWhiteout reports whether the whiteout for name sits at the name
+// itself (overlay format) rather than beside it (".wh.NAME").
+func (u *Union) inPlaceWhiteout(name string) bool {
+	return u.cfg.Whiteouts == FormatOverlay || len(name)+len(whPrefix) > maxNameLen
+}
+
+// whiteout hides name in the directory dirfd of an rw branch. In the aufs
+// format it makes a ".wh.NAME" file beside the name. In the overlay format,
+// and for names too long for the aufs prefix, it puts an overlay whiteout at
+// the name itself: a 0/0 character device where mknod is allowed, else an
+// empty file with the overlay.whiteout xattr (in a directory marked
+// opaque=x). An object already at name is replaced atomically.
 func (u *Union) whiteout(b int, dirfd int, name string) error {
-	if len(name)+len(whPrefix) <= maxNameLen {
+	if !u.inPlaceWhiteout(name) {
 		fd, err := sys.OpenBeneath(dirfd, whPrefix+name, unix.O_WRONLY|unix.O_CREAT, 0)
 		if err != nil {
 			return err
@@ -54,18 +62,14 @@ func (u *Union) whiteout(b int, dirfd int, name string) error {
 			return ferr
 		}
 		unix.Close(fd)
-		attr, dattr := "trusted.overlay.whiteout", "trusted.overlay.opaque"
-		if !u.privileged {
-			attr, dattr = "user.overlay.whiteout", "user.overlay.opaque"
-		}
-		if err := sys.Lsetxattr(work, tmp, attr, []byte("y"), 0); err != nil {
+		if err := u.setOverlayXattr(work, tmp, "whiteout", "y", 0); err != nil {
 			u.discard(work, tmp, false)
 			return err
 		}
 		// Mark the directory as holding xattr whiteouts (opaque "x", as
 		// overlayfs since Linux 6.8), unless it is already marked.
 		if !mayHoldXattrWhiteouts(dirfd) {
-			if err := sys.Lsetxattr(dirfd, ".", dattr, []byte("x"), unix.XATTR_CREATE); err != nil {
+			if err := u.setOverlayXattr(dirfd, ".", "opaque", "x", unix.XATTR_CREATE); err != nil {
 				u.discard(work, tmp, false)
 				return err
 			}
@@ -156,8 +160,7 @@ func (n *node) remove(ctx context.Context, name string, dir bool) error {
 		return err
 	}
 	defer unix.Close(dfd)
-	longName := len(name)+len(whPrefix) > maxNameLen
-	if needWh && longName {
+	if needWh && u.inPlaceWhiteout(name) {
 		// The whiteout replaces the object in one rename.
 		return u.whiteout(b, dfd, name)
 	}
@@ -186,4 +189,17 @@ func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 // Rmdir removes a directory that is empty through the union.
 func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
 	return fs.ToErrno(n.remove(ctx, name, true))
+}
+
+// setOverlayXattr sets the overlay attribute key on name in dirfd: in the
+// trusted namespace where the daemon may (root in the initial user
+// namespace), else in the user namespace, as overlayfs's userxattr.
+func (u *Union) setOverlayXattr(dirfd int, name, key, val string, flags int) error {
+	if u.privileged {
+		err := sys.Lsetxattr(dirfd, name, "trusted.overlay."+key, []byte(val), flags)
+		if err == nil || !errors.Is(err, unix.EPERM) {
+			return err
+		}
+	}
+	return sys.Lsetxattr(dirfd, name, "user.overlay."+key, []byte(val), flags)
 }

@@ -166,7 +166,7 @@ func (n *node) rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 		return err
 	}
 	leaveWh := !exchange && u.visibleBelow(ps, n.rel(), name, t)
-	longName := len(name)+len(whPrefix) > maxNameLen
+	longName := u.inPlaceWhiteout(name)
 	if leaveWh && !longName {
 		if err := u.whiteout(t, sdir, name); err != nil {
 			return err

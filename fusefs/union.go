@@ -103,10 +103,21 @@ func New(cfg Config) (*Union, error) {
 			if u.topRW < 0 {
 				u.topRW = i
 			}
-			if ob.work, err = u.metaDir(ob, workName, true); err != nil {
+			base, workN, plinkN := ob.fd, workName, plinkName
+			if cfg.WorkDir != "" && u.topRW == i {
+				// Overlay mode: the upper stays a clean overlayfs upper;
+				// the bookkeeping lives in the work directory.
+				wfd, err := u.openWorkDir(ob, cfg.WorkDir)
+				if err != nil {
+					return nil, err
+				}
+				defer unix.Close(wfd)
+				base, workN, plinkN = wfd, "ufs-work", "ufs-index"
+			}
+			if ob.work, err = u.metaDir(ob, base, workN, true); err != nil {
 				return nil, err
 			}
-			if ob.plink, err = u.metaDir(ob, plinkName, false); err != nil {
+			if ob.plink, err = u.metaDir(ob, base, plinkN, false); err != nil {
 				return nil, err
 			}
 		}
@@ -122,19 +133,38 @@ func New(cfg Config) (*Union, error) {
 	return u, nil
 }
 
+// openWorkDir opens an overlay-style work directory, which must be on the
+// upper branch's filesystem so that copy-ups can be renamed into place.
+func (u *Union) openWorkDir(upper *branch, dir string) (int, error) {
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("%w: workdir %s: %w", ErrBadBranch, dir, err)
+	}
+	var st unix.Stat_t
+	if err := sys.Fstatat(fd, "", &st); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("workdir %s: %w", dir, err)
+	}
+	if st.Dev != upper.dev {
+		unix.Close(fd)
+		return -1, fmt.Errorf("%w: workdir %s and upperdir %s are on different filesystems: put the workdir beside the upperdir", ErrBadBranch, dir, upper.Path)
+	}
+	return fd, nil
+}
+
 // loadPlinks reads the hard-link index of rw branch b, so that hard links
 // of copied-up lower files stay linked across remounts (as overlayfs with
 // index=on). Entries are named ORIGINDEV_ORIGININO in hex.
 func (u *Union) loadPlinks(b int) error {
 	br := u.br[b]
-	fd, err := sys.OpenBeneath(br.fd, plinkName, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	fd, err := sys.OpenBeneath(br.plink, ".", unix.O_RDONLY|unix.O_DIRECTORY, 0)
 	if err != nil {
-		return fmt.Errorf("branch %s: open %s: %w", br.Path, plinkName, err)
+		return fmt.Errorf("branch %s: open its hard-link index: %w", br.Path, err)
 	}
 	defer unix.Close(fd)
 	ents, err := sys.ReadDir(fd)
 	if err != nil {
-		return fmt.Errorf("branch %s: read %s: %w", br.Path, plinkName, err)
+		return fmt.Errorf("branch %s: read its hard-link index: %w", br.Path, err)
 	}
 	for _, e := range ents {
 		devStr, inoStr, ok := strings.Cut(e.Name, "_")
@@ -161,16 +191,16 @@ func (u *Union) loadPlinks(b int) error {
 // metaDir opens (making it if needed) a bookkeeping directory in the root
 // of an rw branch; with clean, leftovers of an interrupted copy-up are
 // removed so that nothing half-written survives a crash.
-func (u *Union) metaDir(b *branch, name string, clean bool) (int, error) {
-	if err := sys.Mkdirat(b.fd, name, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
+func (u *Union) metaDir(b *branch, base int, name string, clean bool) (int, error) {
+	if err := sys.Mkdirat(base, name, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
 		return -1, fmt.Errorf("branch %s: make %s: %w", b.Path, name, err)
 	}
 	if clean {
-		if err := removeAllAt(b.fd, name, false); err != nil {
+		if err := removeAllAt(base, name, false); err != nil {
 			u.log.Warn("cannot clean the staging directory", "branch", b.Path, "err", err)
 		}
 	}
-	fd, err := sys.OpenBeneath(b.fd, name, unix.O_PATH|unix.O_DIRECTORY, 0)
+	fd, err := sys.OpenBeneath(base, name, unix.O_PATH|unix.O_DIRECTORY, 0)
 	if err != nil {
 		return -1, fmt.Errorf("branch %s: open %s: %w", b.Path, name, err)
 	}

@@ -55,6 +55,9 @@ func (m *mountCmd) Run() error {
 	if err != nil {
 		return err
 	}
+	for _, o := range mo.Ignored {
+		fmt.Fprintf(os.Stderr, "ufs: ignoring option %q: it has no meaning for ufs\n", o)
+	}
 	if fdStr := os.Getenv(readyEnv); fdStr != "" {
 		return m.serve(cfg, mo, readyPipe(fdStr))
 	}
@@ -91,7 +94,7 @@ func (m *mountCmd) daemonize() error {
 	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
 		return fmt.Errorf("close inherited descriptors: %w", err)
 	}
-	cmd := exec.Command(exe, os.Args[1:]...)
+	cmd := exec.Command(exe, args...)
 	cmd.Env = append(os.Environ(), readyEnv+"=3")
 	cmd.ExtraFiles = []*os.File{w}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
