@@ -25,15 +25,44 @@ func (n *node) copyUp(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if u.br[s.br].rw() {
+	if u.rwOf(s) >= 0 {
 		return nil
 	}
 	n.cuMu.Lock()
 	defer n.cuMu.Unlock()
-	if s, err = n.refresh(); err != nil {
-		return err
+	return n.copyUpLocked(ctx)
+}
+
+// rwOf returns the rw branch where an object can be changed: for a
+// directory the topmost rw branch among its merged ones, for another object
+// its own branch if that is rw; -1 if there is none.
+func (u *Union) rwOf(s nodeState) int {
+	if s.layers != nil {
+		for _, b := range s.layers {
+			if u.br[b].rw() {
+				return b
+			}
+		}
+		return -1
 	}
 	if u.br[s.br].rw() {
+		return s.br
+	}
+	return -1
+}
+
+// copyUpLocked is copyUp with n.cuMu held: namespace operations on n (unlink,
+// rename) hold it across their own change so that a copy-up cannot undo it.
+func (n *node) copyUpLocked(ctx context.Context) error {
+	u := n.u
+	if u.topRW < 0 {
+		return unix.EROFS
+	}
+	s, err := n.refresh()
+	if err != nil {
+		return err
+	}
+	if u.rwOf(s) >= 0 {
 		return nil
 	}
 	if n.IsRoot() {
@@ -51,7 +80,13 @@ func (n *node) copyUp(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	t := ps.br
+	// aufs's tdp: the copy goes to the rw branch of the parent directory;
+	// a file must land above the branch it hides, a directory merges
+	// wherever it lands.
+	t := u.rwOf(ps)
+	if t < 0 || (s.layers == nil && t > s.br) {
+		return unix.EROFS
+	}
 	tb := u.br[t]
 	src, err := n.locate(s)
 	if err != nil {
@@ -134,7 +169,8 @@ func (n *node) copyUp(ctx context.Context) error {
 	}
 	ns := nodeState{valid: true, br: t, nameBr: t, bino: newIno}
 	if isDir {
-		ns.layers = append([]int{t}, s.layers...)
+		ns.layers = insertLayer(s.layers, t)
+		ns.br, ns.nameBr = ns.layers[0], ns.layers[0]
 	} else if ref.name != "" {
 		ns.plink = ref.name
 	}
@@ -293,4 +329,22 @@ func (u *Union) asWritable(dirfd int, fn func() error) error {
 	}
 	defer unix.Chmod(proc, st.Mode&07777)
 	return fn()
+}
+
+// insertLayer adds branch t to a directory's merged branches, in stack
+// order.
+func insertLayer(layers []int, t int) []int {
+	out := make([]int, 0, len(layers)+1)
+	done := false
+	for _, b := range layers {
+		if !done && t < b {
+			out = append(out, t)
+			done = true
+		}
+		out = append(out, b)
+	}
+	if !done {
+		out = append(out, t)
+	}
+	return out
 }

@@ -59,11 +59,15 @@ func (n *node) createTarget(ctx context.Context, name string) (*target, error) {
 	if err != nil {
 		return nil, err
 	}
-	dfd, err := sys.OpenBeneath(n.u.br[ps.br].fd, n.rel(), unix.O_PATH|unix.O_DIRECTORY, 0)
+	b := n.u.rwOf(ps)
+	if b < 0 {
+		return nil, unix.EROFS
+	}
+	dfd, err := sys.OpenBeneath(n.u.br[b].fd, n.rel(), unix.O_PATH|unix.O_DIRECTORY, 0)
 	if err != nil {
 		return nil, err
 	}
-	t := &target{b: ps.br, dfd: dfd, name: name}
+	t := &target{b: b, dfd: dfd, name: name}
 	var st unix.Stat_t
 	if err := sys.Fstatat(dfd, name, &st); err == nil {
 		if !isOverlayWhiteoutStat(&st) && !isXattrWhiteout(dfd, name, &st, true) {
@@ -257,13 +261,16 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 		return nil, fs.ToErrno(err)
 	}
 	defer src.Close()
-	ps, err := n.state()
-	if err == nil && n.u.br[ps.br].rw() && ps.br != ts.br {
-		// The new name must live in the object's branch.
-		err = unix.EXDEV
+	// The new name must live in the object's branch.
+	if err := n.copyUp(ctx); err != nil {
+		return nil, fs.ToErrno(err)
 	}
+	ps, err := n.state()
 	if err != nil {
 		return nil, fs.ToErrno(err)
+	}
+	if n.u.rwOf(ps) != ts.br {
+		return nil, syscall.EXDEV
 	}
 	t, st, err := n.make(ctx, name, false, false, func(dirfd int, name string) error {
 		return sys.Linkat(src.fd, src.name, dirfd, name)
@@ -274,9 +281,6 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 	defer t.Close()
 	// The new name is the same inode: hand back the target's node.
 	fillAttr(&out.Attr, &st, tn.StableAttr().Ino, false)
-	if t.b != ts.br {
-		return nil, syscall.EXDEV
-	}
 	return tn.EmbeddedInode(), 0
 }
 

@@ -3,7 +3,10 @@ package fusefs
 import (
 	"context"
 	"os"
+	"sync"
 	"syscall"
+
+	"github.com/urun-dev/urun/internal/sys"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -18,11 +21,23 @@ type file struct {
 	osf         *os.File
 	writable    bool
 	passthrough bool
+	// lower is set for a read-only open of an object in a read-only
+	// branch of a writable union: once the object is copied up, reads
+	// follow the copy (see current).
+	lower bool
+
+	// mu protects cur.
+	mu sync.Mutex
+	// cur is the copied-up object, opened read-only on the first read
+	// after the copy-up.
+	cur *os.File
 }
 
 var (
 	_ fs.FilePassthroughFder = (*file)(nil)
 	_ fs.FileReleaser        = (*file)(nil)
+	_ fs.FileReader          = (*file)(nil)
+	_ fs.FileLseeker         = (*file)(nil)
 )
 
 // PassthroughFd offers the branch descriptor for FUSE passthrough. It is
@@ -48,6 +63,7 @@ func (u *Union) newFile(n *node, fd int, s nodeState, flags uint32) *file {
 		osf:          osf,
 		writable:     flags&unix.O_ACCMODE != unix.O_RDONLY,
 	}
+	f.lower = u.topRW >= 0 && !u.br[s.br].rw()
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	f.passthrough = !u.cfg.NoPassthrough && (u.topRW < 0 || u.br[s.br].rw()) && n.cachedOpens == 0
@@ -70,7 +86,66 @@ func (f *file) Release(ctx context.Context) syscall.Errno {
 		n.cachedOpens--
 	}
 	n.mu.Unlock()
+	f.mu.Lock()
+	if f.cur != nil {
+		f.cur.Close()
+		f.cur = nil
+	}
+	f.mu.Unlock()
 	return f.LoopbackFile.Release(ctx)
+}
+
+// current returns the descriptor reads must use: the kernel keeps one page
+// cache per inode, so once the object has been copied up every open of it
+// must read the copy, or stale lower data would enter that cache and be
+// seen (and written back through shared mappings) by the other opens.
+func (f *file) current() (int, error) {
+	if !f.lower {
+		return int(f.osf.Fd()), nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.cur != nil {
+		return int(f.cur.Fd()), nil
+	}
+	s, err := f.n.state()
+	if err != nil || !f.n.u.br[s.br].rw() {
+		return int(f.osf.Fd()), nil
+	}
+	_, a, _, err := f.n.stat()
+	if err != nil {
+		return -1, err
+	}
+	defer a.Close()
+	fd, err := sys.OpenBeneath(a.fd, a.name, unix.O_RDONLY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return -1, err
+	}
+	f.cur = os.NewFile(uintptr(fd), "")
+	return fd, nil
+}
+
+// Read reads from the object's current copy.
+func (f *file) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	fd, err := f.current()
+	if err != nil {
+		return nil, fs.ToErrno(err)
+	}
+	n, err := unix.Pread(fd, dest, off)
+	if err != nil {
+		return nil, fs.ToErrno(err)
+	}
+	return fuse.ReadResultData(dest[:n]), 0
+}
+
+// Lseek serves SEEK_DATA and SEEK_HOLE on the object's current copy.
+func (f *file) Lseek(ctx context.Context, off uint64, whence uint32) (uint64, syscall.Errno) {
+	fd, err := f.current()
+	if err != nil {
+		return 0, fs.ToErrno(err)
+	}
+	n, err := unix.Seek(fd, int64(off), int(whence))
+	return uint64(n), fs.ToErrno(err)
 }
 
 // anyFile returns an open file of n (preferring a writable one), for

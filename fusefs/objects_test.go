@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -798,4 +799,50 @@ func asUser(uid, gid int, f func() error) error {
 		errc <- err
 	}()
 	return <-errc
+}
+
+// TestLocks checks POSIX and flock locks through the union: a process's own
+// locks through two descriptors do not conflict (as on ext4), another
+// process's do, and a lock taken before a copy-up still holds after it.
+func TestLocks(t *testing.T) {
+	f := newFixture(t)
+	writeFile(t, filepath.Join(f.RO, "d/f"), "lower", 0o644)
+	mnt := f.mount(t)
+	p := filepath.Join(mnt, "d/f")
+	ro, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	rd := unix.Flock_t{Type: unix.F_RDLCK}
+	if err := unix.FcntlFlock(ro.Fd(), unix.F_SETLK, &rd); err != nil {
+		t.Fatalf("read lock on the lower file: %v", err)
+	}
+	if err := unix.Flock(int(ro.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
+		t.Fatalf("flock -s on the lower file: %v", err)
+	}
+	// Opening for writing copies the file up.
+	rw, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rw.Close()
+	wr := unix.Flock_t{Type: unix.F_WRLCK}
+	if err := unix.FcntlFlock(rw.Fd(), unix.F_SETLK, &wr); err != nil {
+		t.Errorf("POSIX write lock of the same process through a second descriptor: %v, want granted (as on ext4)", err)
+	}
+	// Another process: the shared flock of ro must still hold after the
+	// copy-up, and the POSIX lock now is a write lock.
+	out, err := exec.Command("flock", "-n", "-E", "42", "-x", p, "true").CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 42 {
+		t.Errorf("flock -x by another process while a shared flock is held across the copy-up: %v (%s), want a conflict (exit 42)", err, out)
+	}
+	probe := unix.Flock_t{Type: unix.F_RDLCK}
+	if err := unix.FcntlFlock(rw.Fd(), unix.F_GETLK, &probe); err != nil {
+		t.Fatal(err)
+	}
+	if probe.Type != unix.F_UNLCK {
+		t.Errorf("F_GETLK by the lock owner reports a conflict: %+v", probe)
+	}
 }

@@ -110,6 +110,13 @@ func (n *node) remove(ctx context.Context, name string, dir bool) error {
 		return err
 	}
 	rel := n.rel()
+	// Hold off copy-ups of the object while it is removed: one finishing
+	// after the removal would bring it back.
+	if ch := n.GetChild(name); ch != nil {
+		cn := asNode(ch)
+		cn.cuMu.Lock()
+		defer cn.cuMu.Unlock()
+	}
 	cs, st, err := u.lookupChild(ps, rel, name)
 	if err != nil {
 		return err
@@ -142,12 +149,17 @@ func (n *node) remove(ctx context.Context, name string, dir bool) error {
 		if ps, err = n.state(); err != nil {
 			return err
 		}
-		dfd, err := sys.OpenBeneath(u.br[ps.br].fd, rel, unix.O_PATH|unix.O_DIRECTORY, 0)
+		t := u.rwOf(ps)
+		if t < 0 || t > b {
+			// No rw branch above the name's: it cannot be hidden.
+			return unix.EROFS
+		}
+		dfd, err := sys.OpenBeneath(u.br[t].fd, rel, unix.O_PATH|unix.O_DIRECTORY, 0)
 		if err != nil {
 			return err
 		}
 		defer unix.Close(dfd)
-		if err := u.whiteout(ps.br, dfd, name); err != nil {
+		if err := u.whiteout(t, dfd, name); err != nil {
 			return err
 		}
 		if ref, ok := u.plinkOf(cs.br, cs.bino); ok && cs.plink != "" {

@@ -2,7 +2,9 @@ package fusefs
 
 import (
 	"context"
+	"errors"
 	"syscall"
+	"unsafe"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -78,7 +80,11 @@ func (n *node) rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 			case !srcDir && dstDir:
 				return unix.EISDIR
 			case dstDir:
-				names, err := u.mergedNames(mustState(dst), dst.rel())
+				ds, err := dst.state()
+				if err != nil {
+					return err
+				}
+				names, err := u.mergedNames(ds, dst.rel())
 				if err != nil {
 					return err
 				}
@@ -92,6 +98,10 @@ func (n *node) rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	} else if !isNotFound(derr) {
 		return derr
 	}
+
+	// Hold off copy-ups of both objects during the move (see remove).
+	unlock := lockNodes(src, dst)
+	defer unlock()
 
 	// Bring both ends into the rw branch.
 	if err := src.copyUpAll(ctx, srcDir); err != nil {
@@ -118,8 +128,13 @@ func (n *node) rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	if nps, err = np.state(); err != nil {
 		return err
 	}
-	t := ss.br
-	if nps.br != t {
+	t := u.rwOf(ss)
+	if t < 0 || t != ss.br {
+		// A read-only branch above the rw one holds the object: its old
+		// name could not be hidden.
+		return unix.EROFS
+	}
+	if u.rwOf(nps) != t {
 		// Several rw branches: the two directories live in different ones.
 		return unix.EXDEV
 	}
@@ -194,9 +209,23 @@ func (n *node) rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	return nil
 }
 
-func mustState(n *node) nodeState {
-	s, _ := n.state()
-	return s
+// lockNodes takes the copy-up locks of a and b (which may be nil or a),
+// in a fixed order, and returns their release.
+func lockNodes(a, b *node) func() {
+	if b == nil || b == a {
+		a.cuMu.Lock()
+		return a.cuMu.Unlock
+	}
+	first, second := a, b
+	if uintptr(unsafe.Pointer(b)) < uintptr(unsafe.Pointer(a)) {
+		first, second = b, a
+	}
+	first.cuMu.Lock()
+	second.cuMu.Lock()
+	return func() {
+		second.cuMu.Unlock()
+		first.cuMu.Unlock()
+	}
 }
 
 // child returns the node of a child name, looking it up if the kernel has
@@ -229,7 +258,7 @@ func invalidateTree(n *node) {
 
 // copyUpAll copies n up; a directory with its whole merged tree.
 func (n *node) copyUpAll(ctx context.Context, dir bool) error {
-	if err := n.copyUp(ctx); err != nil {
+	if err := n.copyUpLocked(ctx); err != nil {
 		return err
 	}
 	if !dir {
@@ -330,6 +359,11 @@ func (u *Union) copyInto(cs nodeState, rel, name string, st *unix.Stat_t, t, tdi
 	isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
 	if err := u.asWritable(tdir, func() error { return sys.Renameat2(tb.work, tmp, tdir, name, unix.RENAME_NOREPLACE) }); err != nil {
 		u.discard(tb.work, tmp, isDir)
+		if errors.Is(err, unix.EEXIST) {
+			// A copy-up of this object finished meanwhile: its copy is
+			// whole (renamed into place), use it.
+			return nil
+		}
 		return err
 	}
 	u.setAlias(t, nst.Ino, u.inoFor(cs.br, st.Ino))

@@ -256,12 +256,15 @@ func (u *Union) Options() *fs.Options {
 	}
 	o := &fs.Options{
 		MountOptions: fuse.MountOptions{
-			FsName:               u.br[0].Path,
-			Name:                 "ufs",
-			Options:              append([]string{"default_permissions"}, u.mountFlags()...),
-			AllowOther:           u.privileged,
-			MaxWrite:             1 << 20,
-			EnableLocks:          true,
+			FsName:     u.br[0].Path,
+			Name:       "ufs",
+			Options:    append([]string{"default_permissions"}, u.mountFlags()...),
+			AllowOther: u.privileged,
+			MaxWrite:   1 << 20,
+			// No lock requests: the kernel keeps POSIX and flock locks
+			// on the union's inode itself, with exact POSIX semantics
+			// (per process) and unaffected by copy-up.
+			EnableLocks:          false,
 			EnableSymlinkCaching: !u.cfg.Reval,
 			DirectMount:          true,
 		},
