@@ -57,7 +57,7 @@ func (u *Union) mergedEntriesFrom(s nodeState, rel string) ([]fuse.DirEntry, []i
 			}
 			typ := e.Type
 			var st unix.Stat_t
-			if typ == unix.DT_UNKNOWN || (honour && (typ == unix.DT_CHR || typ == unix.DT_REG)) {
+			if typ == unix.DT_UNKNOWN || typ == unix.DT_CHR || typ == unix.DT_REG {
 				if typ == unix.DT_REG {
 					if dirWh < 0 {
 						dirWh = 0
@@ -71,8 +71,12 @@ func (u *Union) mergedEntriesFrom(s nodeState, rel string) ([]fuse.DirEntry, []i
 						continue // gone meanwhile
 					}
 					typ = modeToDT(st.Mode)
-					if honour && (isOverlayWhiteoutStat(&st) || isXattrWhiteout(fd, e.Name, &st, dirWh == 1)) {
-						seen[e.Name] = true
+					if isOverlayWhiteoutStat(&st) || isXattrWhiteout(fd, e.Name, &st, dirWh == 1) {
+						// Never shown; hides lower names only where
+						// the branch honours whiteouts.
+						if honour {
+							seen[e.Name] = true
+						}
 						continue
 					}
 				}
@@ -211,10 +215,13 @@ func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 	if err != nil {
 		return nil, fs.ToErrno(err)
 	}
-	cs := nodeState{valid: true, br: b, nameBr: b, bino: st.Ino}
 	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
-		cs.valid = false
-	} else if st.Nlink > 1 {
+		// A directory needs its merged branches (and its link count
+		// depends on them): resolve it fully.
+		return n.Lookup(ctx, name, out)
+	}
+	cs := nodeState{valid: true, br: b, nameBr: b, bino: st.Ino}
+	if st.Nlink > 1 {
 		if ref, ok := u.plinkOf(b, st.Ino); ok {
 			cs.br, cs.plink, cs.bino = ref.b, ref.name, ref.ino
 		}

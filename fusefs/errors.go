@@ -2,8 +2,8 @@ package fusefs
 
 import "errors"
 
-// Sentinel errors returned by configuration checks; wrapped with the
-// offending branch or option.
+// Sentinel errors returned by configuration and mount checks; wrapped with
+// the offending branch, option or path.
 var (
 	// ErrBadBranch reports a branch specification that cannot be used.
 	ErrBadBranch = errors.New("bad branch")
@@ -11,4 +11,8 @@ var (
 	ErrBadOption = errors.New("bad option")
 	// ErrNoBranches reports a union without any branch.
 	ErrNoBranches = errors.New("no branches: give at least one with -o br=DIR=rw or --branch DIR=ro")
+	// ErrMountpoint reports a mountpoint that cannot be used.
+	ErrMountpoint = errors.New("bad mountpoint")
+	// ErrFUSE reports that the FUSE device cannot be used.
+	ErrFUSE = errors.New("no FUSE access")
 )

@@ -99,11 +99,17 @@ func (u *Union) lookupIn(parent nodeState, dirRel string, dir *node, name string
 func (u *Union) probe(br *branch, dfd int, name string, res *nodeState, top *unix.Stat_t, found *bool, b int) bool {
 	honour := br.Perm.honoursWhiteouts()
 	var st unix.Stat_t
-	if err := sys.Fstatat(dfd, name, &st); err == nil {
-		if honour && (isOverlayWhiteoutStat(&st) ||
-			(st.Mode&unix.S_IFMT == unix.S_IFREG && st.Size == 0 && isXattrWhiteout(dfd, name, &st, mayHoldXattrWhiteouts(dfd)))) {
+	err := sys.Fstatat(dfd, name, &st)
+	if err == nil && (isOverlayWhiteoutStat(&st) ||
+		(st.Mode&unix.S_IFMT == unix.S_IFREG && st.Size == 0 && isXattrWhiteout(dfd, name, &st, mayHoldXattrWhiteouts(dfd)))) {
+		// A whiteout never shows; in a branch that does not honour
+		// whiteouts it hides nothing either.
+		if honour {
 			return true
 		}
+		err = unix.ENOENT
+	}
+	if err == nil {
 		isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
 		if !*found {
 			*found = true

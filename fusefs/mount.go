@@ -2,6 +2,7 @@ package fusefs
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -10,20 +11,17 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 )
 
-// ErrMountpoint reports a mountpoint that cannot be used.
-var ErrMountpoint = errors.New("bad mountpoint")
-
-// ErrFUSE reports that the FUSE device cannot be used.
-var ErrFUSE = errors.New("no FUSE access")
-
 // Mount checks cfg and the mountpoint, mounts the union at mnt and starts
 // serving it. The returned server's Unmount ends it; Wait blocks until then.
+// The caller should run with umask 0: the kernel has applied the callers'
+// umask to the modes it passes, and the daemon's would apply again.
 func Mount(mnt string, cfg Config, mo MountOptions) (*fuse.Server, *Union, error) {
 	if err := checkMountpoint(mnt); err != nil {
 		return nil, nil, err
@@ -50,15 +48,15 @@ func Mount(mnt string, cfg Config, mo MountOptions) (*fuse.Server, *Union, error
 		opts.AllowOther = false
 	}
 	opts.Logger = log.New(logWriter{u}, "", 0)
-	// Files keep the modes the callers ask for: the kernel already applied
-	// their umask.
-	unix.Umask(0)
 	srv, err := fs.Mount(mnt, u.Root(), opts)
 	if err != nil {
 		u.Close()
+		if !inInitialUserNS() {
+			return nil, nil, fmt.Errorf("mount %s: %w (in a user namespace, also unshare the mount namespace: unshare -Urm)", mnt, err)
+		}
 		return nil, nil, fmt.Errorf("mount %s: %w", mnt, err)
 	}
-	if !u.privileged && !cfg.NoPassthrough {
+	if (!u.privileged || !inInitialUserNS()) && !cfg.NoPassthrough {
 		u.log.Info("FUSE passthrough needs CAP_SYS_ADMIN in the initial user namespace; reads and writes go through the daemon")
 	}
 	return srv, u, nil
@@ -193,7 +191,7 @@ func userAllowOther() bool {
 // Unmount detaches the FUSE mount at mnt: with umount2 where the caller
 // may, else through fusermount3. It also clears a mount whose daemon was
 // killed.
-func Unmount(mnt string, lazy bool) error {
+func Unmount(ctx context.Context, mnt string, lazy bool) error {
 	flags := 0
 	if lazy {
 		flags = unix.MNT_DETACH
@@ -217,7 +215,9 @@ func Unmount(mnt string, lazy bool) error {
 	if lazy {
 		args = append(args, "-z")
 	}
-	out, ferr := exec.Command("fusermount3", append(args, "--", mnt)...).CombinedOutput()
+	cmd := exec.CommandContext(ctx, "fusermount3", append(args, "--", mnt)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, ferr := cmd.CombinedOutput()
 	if ferr != nil && strings.Contains(string(out), "busy") {
 		return fmt.Errorf("unmount %s: %s: close what uses it, or detach it now with 'ufs unmount -z %s'", mnt, strings.TrimSpace(string(out)), mnt)
 	}
@@ -225,4 +225,15 @@ func Unmount(mnt string, lazy bool) error {
 		return fmt.Errorf("unmount %s: %s: %w", mnt, strings.TrimSpace(string(out)), ferr)
 	}
 	return nil
+}
+
+// inInitialUserNS reports whether the process runs in the initial user
+// namespace, whose uid_map maps the whole id range onto itself.
+func inInitialUserNS() bool {
+	b, err := os.ReadFile("/proc/self/uid_map")
+	if err != nil {
+		return true
+	}
+	f := strings.Fields(string(b))
+	return len(f) == 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295"
 }

@@ -34,6 +34,9 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	// The daemon runs in this process: as ufs's own, its umask is 0 (the
+	// kernel applies the callers' umask before a request reaches it).
+	unix.Umask(0)
 	os.Exit(m.Run())
 }
 
@@ -102,7 +105,7 @@ func mountConfig(t testing.TB, cfg fusefs.Config) string {
 			// Something still holds the mount: report it, and detach the
 			// mount so that the temporary directories can go.
 			t.Errorf("unmount %s: %v", mnt, err)
-			if err := fusefs.Unmount(mnt, true); err != nil {
+			if err := fusefs.Unmount(context.Background(), mnt, true); err != nil {
 				t.Errorf("lazy unmount %s: %v", mnt, err)
 			}
 		}

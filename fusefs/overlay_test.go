@@ -1,6 +1,7 @@
 package fusefs_test
 
 import (
+	"context"
 	"crypto/sha256"
 	"fmt"
 	"io/fs"
@@ -63,7 +64,7 @@ func mountUfsOverlay(t *testing.T, opts string) (string, func()) {
 		done = true
 		if err := srv.Unmount(); err != nil {
 			t.Errorf("unmount: %v", err)
-			_ = fusefs.Unmount(mnt, true)
+			_ = fusefs.Unmount(context.Background(), mnt, true)
 		}
 		u.Close()
 	}

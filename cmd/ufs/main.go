@@ -2,6 +2,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 
@@ -20,7 +21,10 @@ var args []string
 
 func main() {
 	var c cli
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
 	parser, err := kong.New(&c,
+		kong.BindTo(ctx, (*context.Context)(nil)),
 		kong.Name("ufs"),
 		kong.Description("A FUSE union filesystem with aufs branch semantics. Also accepts fuse-overlayfs's command line (ufs -o lowerdir=...,upperdir=...,workdir=... TARGET) and mount(8)'s (ufs SOURCE TARGET -o OPTS)."),
 		kong.UsageOnError(),

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -133,6 +134,9 @@ func (m *mountCmd) serve(cfg fusefs.Config, mo fusefs.MountOptions, ready *os.Fi
 	}
 	var out io.Writer = os.Stderr
 	cfg.Logger = slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))
+	// Files keep the modes the callers ask for: the kernel already applied
+	// their umask.
+	unix.Umask(0)
 	// Signals are caught before the mount exists, so that none is lost.
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
@@ -164,7 +168,7 @@ func (m *mountCmd) serve(cfg fusefs.Config, mo fusefs.MountOptions, ready *os.Fi
 		<-sigs
 		// Unmount; a busy mount is detached so that the daemon can exit.
 		if err := srv.Unmount(); err != nil {
-			_ = fusefs.Unmount(m.Mountpoint, true)
+			_ = fusefs.Unmount(context.Background(), m.Mountpoint, true)
 		}
 	}()
 	srv.Wait()

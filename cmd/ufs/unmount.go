@@ -1,6 +1,10 @@
 package main
 
-import "github.com/urun-dev/urun/fusefs"
+import (
+	"context"
+
+	"github.com/urun-dev/urun/fusefs"
+)
 
 type unmountCmd struct {
 	Lazy       bool   `short:"z" help:"Lazy unmount: detach now, clean up when no longer busy."`
@@ -8,6 +12,6 @@ type unmountCmd struct {
 }
 
 // Run unmounts the union at the mountpoint.
-func (c *unmountCmd) Run() error {
-	return fusefs.Unmount(c.Mountpoint, c.Lazy)
+func (c *unmountCmd) Run(ctx context.Context) error {
+	return fusefs.Unmount(ctx, c.Mountpoint, c.Lazy)
 }
