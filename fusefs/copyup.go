@@ -147,6 +147,11 @@ func (n *node) copyUpLocked(ctx context.Context) error {
 			if ref.name != "" {
 				_ = sys.Unlinkat(tb.plink, ref.name, 0)
 			}
+			if errors.Is(err, unix.EEXIST) {
+				// The directory's rename copied its whole tree up
+				// meanwhile, this object included: use that copy.
+				_, err = n.refresh()
+			}
 			return err
 		}
 		restoreTimes(dst, &pst)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -78,6 +77,8 @@ func readyPipe(fdStr string) *os.File {
 		return nil
 	}
 	os.Unsetenv(readyEnv)
+	// Helpers the daemon runs (fusermount3) must not hold the pipe open.
+	unix.CloseOnExec(fd)
 	return os.NewFile(uintptr(fd), "ready")
 }
 
@@ -114,8 +115,10 @@ func (m *mountCmd) daemonize() error {
 		return fmt.Errorf("start daemon: %w", err)
 	}
 	w.Close()
-	msg, _ := bufio.NewReader(r).ReadString('\n')
-	msg = strings.TrimSpace(msg)
+	// The daemon writes "ok" once the mount is ready, or its error, and
+	// closes the pipe.
+	b, _ := io.ReadAll(r)
+	msg := strings.Join(strings.Fields(string(b)), " ")
 	if msg == "ok" {
 		return cmd.Process.Release()
 	}

@@ -436,3 +436,19 @@ echo more >>owned`
 		t.Errorf("copied-up owned: %q, %v", b, err)
 	}
 }
+
+// TestRootlessUserNSWithoutMountNS: "unshare -Ur ufs mount" without a new
+// mount namespace cannot mount; the error says what to add.
+func TestRootlessUserNSWithoutMountNS(t *testing.T) {
+	testutil.RequireRootless(t)
+	testutil.RequireUserNS(t)
+	d := dirs(t, "up", "lo", "mnt")
+	cleanupMount(t, d["mnt"])
+	out, err := exec.Command("unshare", "-Ur", testutil.UfsBin(t), "mount", "-o", "br="+d["up"]+"=rw:"+d["lo"]+"=ro", d["mnt"]).CombinedOutput()
+	if err == nil {
+		t.Fatalf("mount in a user namespace without a mount namespace succeeded: %s", out)
+	}
+	if !strings.Contains(string(out), "unshare -Urm") {
+		t.Errorf("error does not name the fix (unshare -Urm): %s", out)
+	}
+}
