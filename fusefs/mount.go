@@ -47,7 +47,10 @@ func Mount(mnt string, cfg Config, mo MountOptions) (*fuse.Server, *Union, error
 		u.log.Warn("allow_other needs user_allow_other in /etc/fuse.conf; mounting without it")
 		opts.AllowOther = false
 	}
+	// Both go-fuse loggers (the node API's and the request debug log) go to
+	// the union's logger.
 	opts.Logger = log.New(logWriter{u}, "", 0)
+	opts.MountOptions.Logger = opts.Logger
 	srv, err := fs.Mount(mnt, u.Root(), opts)
 	if err != nil {
 		u.Close()

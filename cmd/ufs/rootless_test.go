@@ -452,3 +452,30 @@ func TestRootlessUserNSWithoutMountNS(t *testing.T) {
 		t.Errorf("error does not name the fix (unshare -Urm): %s", out)
 	}
 }
+
+// TestRootlessNoFUSEAccess: in a user namespace whose /dev/fuse cannot be
+// opened (here: a root-only file bound over it, which the namespace's root
+// may not open), the mount fails with an error that names /dev/fuse and
+// the fix, and nothing is mounted.
+func TestRootlessNoFUSEAccess(t *testing.T) {
+	testutil.RequireRootless(t)
+	testutil.RequireUserNS(t)
+	if f, err := os.Open("/etc/shadow"); err == nil {
+		f.Close()
+		t.Skip("/etc/shadow is readable here: no root-only file to bind over /dev/fuse")
+	}
+	d := dirs(t, "up", "lo", "mnt")
+	script := `mount --bind /etc/shadow /dev/fuse && exec "$0" mount -o "br=$1=rw:$2=ro" "$3"`
+	out, err := exec.Command("unshare", "-Urm", "sh", "-c", script, testutil.UfsBin(t), d["up"], d["lo"], d["mnt"]).CombinedOutput()
+	if err == nil {
+		t.Fatalf("mount without access to /dev/fuse succeeded: %s", out)
+	}
+	for _, want := range []string{"/dev/fuse", "permission denied", "chmod 0666 /dev/fuse"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("error %q does not say %q", out, want)
+		}
+	}
+	if n := strings.Count(strings.TrimSpace(string(out)), "\n"); n > 0 {
+		t.Errorf("error is %d lines, want one: %s", n+1, out)
+	}
+}

@@ -1,0 +1,92 @@
+package fusefs_test
+
+import (
+	"bytes"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/urun-dev/urun/fusefs"
+	"github.com/urun-dev/urun/internal/testutil"
+)
+
+// syncBuffer is a log sink safe for the daemon's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// mountLogged mounts with FUSE request logging into the returned buffer.
+func mountLogged(t *testing.T, cfg fusefs.Config) (string, *syncBuffer) {
+	t.Helper()
+	testutil.RequireFUSE(t)
+	buf := &syncBuffer{}
+	cfg.Logger = slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	mnt := t.TempDir()
+	srv, u, err := fusefs.Mount(mnt, cfg, fusefs.MountOptions{Debug: true})
+	if err != nil {
+		t.Fatalf("mount: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := srv.Unmount(); err != nil {
+			t.Errorf("unmount: %v", err)
+		}
+		u.Close()
+	})
+	return mnt, buf
+}
+
+// TestPassthrough: as root, reads of a file in the rw branch go straight to
+// the branch file (no READ request reaches the daemon); reads of a lower
+// file in a writable union go through the daemon (the file may still be
+// copied up).
+func TestPassthrough(t *testing.T) {
+	testutil.RequireRoot(t)
+	f := newFixture(t)
+	data := strings.Repeat("p", 1<<20)
+	writeFile(t, filepath.Join(f.RW, "upper"), data, 0o644)
+	writeFile(t, filepath.Join(f.RO, "lower"), data, 0o644)
+	mnt, log := mountLogged(t, fusefs.Config{Branches: f.branches()})
+	wantContent(t, filepath.Join(mnt, "upper"), data)
+	if strings.Contains(log.String(), "READ n") {
+		t.Fatalf("a READ of the rw-branch file reached the daemon: passthrough is off\n%s", log)
+	}
+	if !strings.Contains(log.String(), "BACKING_OPEN") {
+		t.Errorf("no backing file was registered for the rw-branch file")
+	}
+	wantContent(t, filepath.Join(mnt, "lower"), data)
+	if !strings.Contains(log.String(), "READ n") {
+		t.Errorf("the lower file was read by passthrough, though it may be copied up later")
+	}
+}
+
+// TestPassthroughFallbackLogged: without the privilege, the daemon says
+// that reads and writes go through it.
+func TestPassthroughFallbackLogged(t *testing.T) {
+	testutil.RequireRootless(t)
+	f := newFixture(t)
+	writeFile(t, filepath.Join(f.RW, "upper"), "x", 0o644)
+	mnt, log := mountLogged(t, fusefs.Config{Branches: f.branches()})
+	wantContent(t, filepath.Join(mnt, "upper"), "x")
+	if !strings.Contains(log.String(), "passthrough needs CAP_SYS_ADMIN") {
+		t.Errorf("no log line about the passthrough fallback:\n%s", log)
+	}
+	if _, err := os.Stat(mnt); err != nil {
+		t.Fatal(err)
+	}
+}
