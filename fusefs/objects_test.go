@@ -1,6 +1,7 @@
 package fusefs_test
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/urun-dev/urun/fusefs"
 	"github.com/urun-dev/urun/internal/testutil"
@@ -845,4 +847,95 @@ func TestLocks(t *testing.T) {
 	if probe.Type != unix.F_UNLCK {
 		t.Errorf("F_GETLK by the lock owner reports a conflict: %+v", probe)
 	}
+}
+
+// TestLowerFileIO exercises I/O calls on a file of a read-only branch and
+// on its copy: SEEK_DATA/SEEK_HOLE (holes survive the copy-up), fallocate,
+// O_DIRECT reads and writes, fsync and fdatasync reaching the branch file.
+func TestLowerFileIO(t *testing.T) {
+	f := newFixture(t)
+	lower := filepath.Join(f.RO, "sparse")
+	lf, err := os.Create(lower)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lf.WriteAt([]byte("tail"), 4<<20); err != nil {
+		t.Fatal(err)
+	}
+	lf.Close()
+	mnt := f.mount(t)
+	p := filepath.Join(mnt, "sparse")
+
+	ro, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if off, err := unix.Seek(int(ro.Fd()), 0, unix.SEEK_DATA); err != nil || off < 1<<20 {
+		t.Errorf("SEEK_DATA on the lower file: %d, %v; want the data near 4 MiB", off, err)
+	}
+	ro.Close()
+
+	// O_DIRECT read of the lower file, with an aligned buffer.
+	buf := alignedBuf(4096)
+	dfd, err := unix.Open(p, unix.O_RDONLY|unix.O_DIRECT, 0)
+	if err != nil {
+		t.Fatalf("O_DIRECT open: %v", err)
+	}
+	if n, err := unix.Pread(dfd, buf, 4<<20); err != nil || n != 4 || string(buf[:4]) != "tail" {
+		t.Errorf("O_DIRECT read: %d, %v, %q", n, err, buf[:4])
+	}
+	unix.Close(dfd)
+
+	// O_DIRECT write copies up; holes stay holes in the copy.
+	wfd, err := unix.Open(p, unix.O_RDWR|unix.O_DIRECT, 0)
+	if err != nil {
+		t.Fatalf("O_DIRECT open for writing: %v", err)
+	}
+	defer unix.Close(wfd)
+	copy(buf, bytes.Repeat([]byte("w"), 4096))
+	if n, err := unix.Pwrite(wfd, buf, 8<<20); err != nil || n != 4096 {
+		t.Fatalf("O_DIRECT write: %d, %v", n, err)
+	}
+	if err := unix.Fsync(wfd); err != nil {
+		t.Errorf("fsync: %v", err)
+	}
+	if err := unix.Fdatasync(wfd); err != nil {
+		t.Errorf("fdatasync: %v", err)
+	}
+	if err := unix.Fallocate(wfd, 0, 12<<20, 4096); err != nil {
+		t.Errorf("fallocate: %v", err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(filepath.Join(f.RW, "sparse"), &st); err != nil {
+		t.Fatalf("copy in the rw branch: %v", err)
+	}
+	if st.Size != 12<<20+4096 {
+		t.Errorf("copy size %d, want %d", st.Size, 12<<20+4096)
+	}
+	if st.Blocks*512 > 1<<20 {
+		t.Errorf("copy uses %d bytes of disk for 3 small extents: the holes were filled", st.Blocks*512)
+	}
+	if off, err := unix.Seek(wfd, 0, unix.SEEK_DATA); err != nil || off < 1<<20 {
+		t.Errorf("SEEK_DATA on the copy: %d, %v; want the first data near 4 MiB", off, err)
+	}
+	if off, err := unix.Seek(wfd, 4<<20, unix.SEEK_HOLE); err != nil || off >= 8<<20 {
+		t.Errorf("SEEK_HOLE after the first data: %d, %v; want a hole before 8 MiB", off, err)
+	}
+	b, err := os.ReadFile(filepath.Join(f.RW, "sparse"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b[4<<20:4<<20+4]) != "tail" || b[8<<20] != 'w' {
+		t.Errorf("copy content wrong at 4 MiB (%q) or 8 MiB (%q)", b[4<<20:4<<20+4], b[8<<20])
+	}
+}
+
+// alignedBuf returns a buffer aligned for O_DIRECT.
+func alignedBuf(n int) []byte {
+	b := make([]byte, n+4096)
+	off := 4096 - int(uintptr(unsafe.Pointer(&b[0]))&4095)
+	if off == 4096 {
+		off = 0
+	}
+	return b[off : off+n]
 }
