@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/urun-dev/urun/internal/sys"
 	"golang.org/x/sys/unix"
 )
 
@@ -174,7 +175,7 @@ func (c *Config) Validate(mnt string) error {
 		if b.Perm == PermRW {
 			mode |= unix.W_OK
 		}
-		if err := unix.Access(p, uint32(mode)); err != nil {
+		if err := sys.Access(p, uint32(mode)); err != nil {
 			return fmt.Errorf("%w: %s is not accessible (%s branch needs %s): %w; fix its permissions", ErrBadBranch, b.Path, b.Perm, accessWords(b.Perm), err)
 		}
 		c.Branches[i].Path = p

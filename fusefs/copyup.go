@@ -140,7 +140,10 @@ func (n *node) copyUpLocked(ctx context.Context) error {
 		// Renaming into the parent changes its times: put them back, as
 		// overlayfs does.
 		var pst unix.Stat_t
-		_ = sys.Fstatat(dst, "", &pst)
+		if err := sys.Fstatat(dst, "", &pst); err != nil {
+			u.discard(tb.work, tmp, isDir)
+			return err
+		}
 		err := u.asWritable(dst, func() error { return sys.Renameat2(tb.work, tmp, dst, name, unix.RENAME_NOREPLACE) })
 		if err != nil {
 			u.discard(tb.work, tmp, isDir)
@@ -154,7 +157,7 @@ func (n *node) copyUpLocked(ctx context.Context) error {
 			}
 			return err
 		}
-		restoreTimes(dst, &pst)
+		u.restoreTimes(dst, &pst)
 		if isDir && !u.privileged {
 			// Staged writable for the daemon (see copyObject); now the
 			// directory's own mode.
@@ -242,8 +245,8 @@ func (u *Union) copyFile(src at, st *unix.Stat_t, dirfd int, name string) error 
 		return err
 	}
 	if !u.cfg.NoFsync {
-		if err := unix.Fdatasync(dfd); err != nil {
-			return os.NewSyscallError("fdatasync", err)
+		if err := sys.Fdatasync(dfd); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -304,7 +307,7 @@ func (u *Union) copyMeta(src at, st *unix.Stat_t, dirfd int, name string) error 
 
 // restoreTimes puts back the access and modification times of the
 // directory dirfd recorded in st (when st was filled).
-func restoreTimes(dirfd int, st *unix.Stat_t) {
+func (u *Union) restoreTimes(dirfd int, st *unix.Stat_t) {
 	if st.Ino == 0 {
 		return
 	}
@@ -312,7 +315,9 @@ func restoreTimes(dirfd int, st *unix.Stat_t) {
 		{Sec: st.Atim.Sec, Nsec: st.Atim.Nsec},
 		{Sec: st.Mtim.Sec, Nsec: st.Mtim.Nsec},
 	}
-	_ = unix.UtimesNanoAt(dirfd, "", ts, unix.AT_EMPTY_PATH)
+	if err := sys.UtimensFD(dirfd, ts); err != nil {
+		u.log.Warn("copy-up: cannot restore the parent directory's times", "err", err)
+	}
 }
 
 // asWritable runs fn, which changes entries of the directory dirfd. An
@@ -328,12 +333,17 @@ func (u *Union) asWritable(dirfd int, fn func() error) error {
 	if sys.Fstatat(dirfd, "", &st) != nil || int(st.Uid) != os.Geteuid() || st.Mode&0o300 == 0o300 {
 		return err
 	}
-	proc := "/proc/self/fd/" + strconv.Itoa(dirfd)
-	if cerr := unix.Chmod(proc, st.Mode&07777|0o300); cerr != nil {
+	if cerr := sys.ChmodFD(dirfd, st.Mode&07777|0o300); cerr != nil {
 		return err
 	}
-	defer unix.Chmod(proc, st.Mode&07777)
-	return fn()
+	err = fn()
+	if cerr := sys.ChmodFD(dirfd, st.Mode&07777); cerr != nil {
+		u.log.Warn("copy-up: cannot restore a directory's mode", "err", cerr)
+		if err == nil {
+			err = cerr
+		}
+	}
+	return err
 }
 
 // insertLayer adds branch t to a directory's merged branches, in stack

@@ -7,6 +7,7 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/urun-dev/urun/internal/cleanup"
 	"github.com/urun-dev/urun/internal/sys"
 	"golang.org/x/sys/unix"
 )
@@ -103,33 +104,30 @@ func (n *node) owner(ctx context.Context, t *target) (uid, gid int, ok bool) {
 // Over an in-place whiteout the object is staged and renamed over it; over
 // an aufs whiteout the whiteout is removed once the object exists (a new
 // directory is first made opaque).
-func (n *node) make(ctx context.Context, name string, isDir, chown bool, mk func(dirfd int, name string) error) (*target, unix.Stat_t, error) {
-	var st unix.Stat_t
+func (n *node) make(ctx context.Context, name string, isDir, chown bool, mk func(dirfd int, name string) error) (_ *target, st unix.Stat_t, err error) {
 	t, err := n.createTarget(ctx, name)
 	if err != nil {
 		return nil, st, err
 	}
+	var undo cleanup.Stack
+	defer undo.Run()
+	undo.Add(t.Close)
 	u := n.u
 	dirfd, at := t.dfd, name
 	if t.wh == whInPlace {
 		dirfd, at = u.br[t.b].work, u.tmpName()
 	}
 	if err := mk(dirfd, at); err != nil {
-		t.Close()
 		return nil, st, err
 	}
-	undo := func() { u.discard(dirfd, at, isDir) }
+	undo.Add(func() { u.discard(dirfd, at, isDir) })
 	if uid, gid, ok := n.owner(ctx, t); ok && chown {
 		if err := sys.Fchownat(dirfd, at, uid, gid); err != nil {
-			undo()
-			t.Close()
 			return nil, st, err
 		}
 	}
 	if isDir && t.wh != whNone {
 		if err := u.markOpaque(dirfd, at); err != nil {
-			undo()
-			t.Close()
 			return nil, st, err
 		}
 	}
@@ -137,8 +135,6 @@ func (n *node) make(ctx context.Context, name string, isDir, chown bool, mk func
 		// Swap the new object with the whiteout (rename cannot put a
 		// directory over a file), then drop the whiteout.
 		if err := sys.Renameat2(dirfd, at, t.dfd, name, unix.RENAME_EXCHANGE); err != nil {
-			undo()
-			t.Close()
 			return nil, st, err
 		}
 		if err := sys.Unlinkat(dirfd, at, 0); err != nil {
@@ -150,6 +146,8 @@ func (n *node) make(ctx context.Context, name string, isDir, chown bool, mk func
 			u.log.Warn("cannot remove whiteout", "name", name, "err", err)
 		}
 	}
+	// The object is in place: from here on nothing is undone.
+	undo.Release()
 	if err := sys.Fstatat(t.dfd, name, &st); err != nil {
 		t.Close()
 		return nil, st, err

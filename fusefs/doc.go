@@ -30,8 +30,13 @@
 //
 // # Locks
 //
-// node.cuMu serialises copy-ups of one object; copyUp holds a node's cuMu
-// while it takes its parent's, so the order is descendant before ancestor.
+// node.cuMu serialises copy-ups of one object with the namespace
+// operations on it: unlink and rmdir hold the victim's cuMu, rename holds
+// the source's and the target's (taken in address order), so that a copy-up
+// cannot undo them. copyUp holds a node's cuMu while it takes its parent's,
+// so the order is descendant before ancestor; a tree copied up for a rename
+// tolerates a concurrent copy-up of one of its files (whoever renames its
+// complete copy into place first wins, the other uses it).
 // node.mu (guarding nodeState) and Union.inoMu are leaves: nothing is
 // acquired while holding them. The kernel serialises directory operations
 // per directory (i_rwsem), which the create, remove and rename paths rely on.

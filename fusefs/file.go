@@ -131,7 +131,7 @@ func (f *file) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResul
 	if err != nil {
 		return nil, fs.ToErrno(err)
 	}
-	n, err := unix.Pread(fd, dest, off)
+	n, err := sys.Pread(fd, dest, off)
 	if err != nil {
 		return nil, fs.ToErrno(err)
 	}
@@ -144,7 +144,7 @@ func (f *file) Lseek(ctx context.Context, off uint64, whence uint32) (uint64, sy
 	if err != nil {
 		return 0, fs.ToErrno(err)
 	}
-	n, err := unix.Seek(fd, int64(off), int(whence))
+	n, err := sys.Seek(fd, int64(off), int(whence))
 	return uint64(n), fs.ToErrno(err)
 }
 

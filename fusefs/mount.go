@@ -15,6 +15,7 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/urun-dev/urun/internal/sys"
 	"golang.org/x/sys/unix"
 )
 
@@ -199,7 +200,7 @@ func Unmount(ctx context.Context, mnt string, lazy bool) error {
 	if lazy {
 		flags = unix.MNT_DETACH
 	}
-	err := unix.Unmount(mnt, flags)
+	err := sys.Unmount(mnt, flags)
 	if err == nil {
 		return nil
 	}
@@ -209,10 +210,10 @@ func Unmount(ctx context.Context, mnt string, lazy bool) error {
 		}
 	}
 	if errors.Is(err, unix.EBUSY) {
-		return fmt.Errorf("unmount %s: %w: close what uses it, or detach it now with 'ufs unmount -z %s'", mnt, err, mnt)
+		return fmt.Errorf("%w: close what uses it, or detach it now with 'ufs unmount -z %s'", err, mnt)
 	}
 	if !errors.Is(err, unix.EPERM) {
-		return fmt.Errorf("unmount %s: %w", mnt, err)
+		return err
 	}
 	args := []string{"-u"}
 	if lazy {

@@ -2,7 +2,6 @@ package fusefs
 
 import (
 	"context"
-	"os"
 	"sync"
 	"syscall"
 
@@ -289,7 +288,7 @@ func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 		b = 0
 	}
 	var st unix.Statfs_t
-	if err := unix.Fstatfs(n.u.br[b].fd, &st); err != nil {
+	if err := sys.Fstatfs(n.u.br[b].fd, &st); err != nil {
 		// O_PATH descriptors support fstatfs since Linux 3.6.
 		return fs.ToErrno(err)
 	}
@@ -350,13 +349,13 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 		return fs.ToErrno(err)
 	}
 	defer a.Close()
-	if err := n.u.setattr(a, &st, f, in); err != nil {
+	if err := n.u.setattr(ctx, a, &st, f, in); err != nil {
 		return fs.ToErrno(err)
 	}
 	return n.Getattr(ctx, f, out)
 }
 
-func (u *Union) setattr(a at, st *unix.Stat_t, f fs.FileHandle, in *fuse.SetAttrIn) error {
+func (u *Union) setattr(ctx context.Context, a at, st *unix.Stat_t, f fs.FileHandle, in *fuse.SetAttrIn) error {
 	if m, ok := in.GetMode(); ok {
 		if err := sys.Fchmodat(a.fd, a.name, m&07777); err != nil {
 			return err
@@ -377,7 +376,7 @@ func (u *Union) setattr(a at, st *unix.Stat_t, f fs.FileHandle, in *fuse.SetAttr
 		}
 	}
 	if sz, ok := in.GetSize(); ok {
-		if err := u.truncate(a, f, sz); err != nil {
+		if err := u.truncate(ctx, a, f, sz); err != nil {
 			return err
 		}
 	}
@@ -402,19 +401,16 @@ func (u *Union) setattr(a at, st *unix.Stat_t, f fs.FileHandle, in *fuse.SetAttr
 	return nil
 }
 
-func (u *Union) truncate(a at, f fs.FileHandle, size uint64) error {
+func (u *Union) truncate(ctx context.Context, a at, f fs.FileHandle, size uint64) error {
 	if lf, ok := f.(*file); ok && lf.writable {
-		return fs.ToErrno(lf.Setattr(context.Background(), &fuse.SetAttrIn{SetAttrInCommon: fuse.SetAttrInCommon{Valid: fuse.FATTR_SIZE, Size: size}}, &fuse.AttrOut{}))
+		return sys.Ftruncate(int(lf.osf.Fd()), int64(size))
 	}
 	fd, err := sys.OpenBeneath(a.fd, a.name, unix.O_WRONLY|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(fd)
-	if err := unix.Ftruncate(fd, int64(size)); err != nil {
-		return &os.PathError{Op: "ftruncate", Path: a.name, Err: err}
-	}
-	return nil
+	return sys.Ftruncate(fd, int64(size))
 }
 
 var _ fs.NodeOnForgetter = (*node)(nil)

@@ -84,7 +84,7 @@ func New(cfg Config) (*Union, error) {
 		}
 	}()
 	for i, b := range cfg.Branches {
-		fd, err := unix.Open(b.Path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		fd, err := sys.OpenPath(b.Path)
 		if err != nil {
 			return nil, fmt.Errorf("%w: open %s: %w", ErrBadBranch, b.Path, err)
 		}
@@ -136,7 +136,7 @@ func New(cfg Config) (*Union, error) {
 // openWorkDir opens an overlay-style work directory, which must be on the
 // upper branch's filesystem so that copy-ups can be renamed into place.
 func (u *Union) openWorkDir(upper *branch, dir string) (int, error) {
-	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	fd, err := sys.OpenPath(dir)
 	if err != nil {
 		return -1, fmt.Errorf("%w: workdir %s: %w", ErrBadBranch, dir, err)
 	}

@@ -16,7 +16,7 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 	if isPrivateXattr(attr) {
 		return 0, syscall.ENODATA
 	}
-	a, err := n.xattrTarget(false)
+	a, err := n.xattrTarget(ctx, false)
 	if err != nil {
 		return 0, fs.ToErrno(err)
 	}
@@ -33,7 +33,7 @@ func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 	if isPrivateXattr(attr) {
 		return syscall.EPERM
 	}
-	a, err := n.xattrTarget(true)
+	a, err := n.xattrTarget(ctx, true)
 	if err != nil {
 		return fs.ToErrno(err)
 	}
@@ -47,14 +47,14 @@ func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 		return syscall.ENODATA
 	}
 	// Refuse early, without a copy-up, when there is nothing to remove.
-	if a, err := n.xattrTarget(false); err == nil {
+	if a, err := n.xattrTarget(ctx, false); err == nil {
 		_, gerr := sys.Lgetxattr(a.fd, a.name, attr, nil)
 		a.Close()
 		if errors.Is(gerr, unix.ENODATA) {
 			return syscall.ENODATA
 		}
 	}
-	a, err := n.xattrTarget(true)
+	a, err := n.xattrTarget(ctx, true)
 	if err != nil {
 		return fs.ToErrno(err)
 	}
@@ -64,7 +64,7 @@ func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 
 // Listxattr lists the object's attributes without the union's own.
 func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
-	a, err := n.xattrTarget(false)
+	a, err := n.xattrTarget(ctx, false)
 	if err != nil {
 		return 0, fs.ToErrno(err)
 	}
@@ -93,10 +93,10 @@ func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errn
 // when write is set. Once the name is gone (unlinked while open), an open
 // descriptor of the object stands in: "/proc/self/fd/N/" then names the
 // object itself.
-func (n *node) xattrTarget(write bool) (at, error) {
+func (n *node) xattrTarget(ctx context.Context, write bool) (at, error) {
 	var err error
 	if write {
-		err = n.copyUp(context.Background())
+		err = n.copyUp(ctx)
 	}
 	var a at
 	if err == nil {

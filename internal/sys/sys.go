@@ -366,11 +366,7 @@ func Fchmodat(dirfd int, name string, mode uint32) error {
 	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
 		return &os.PathError{Op: "fchmodat", Path: name, Err: unix.EOPNOTSUPP}
 	}
-	err = retry(func() error { return unix.Chmod("/proc/self/fd/"+strconv.Itoa(fd), mode) })
-	if err != nil {
-		return &os.PathError{Op: "fchmodat", Path: name, Err: err}
-	}
-	return nil
+	return ChmodFD(fd, mode)
 }
 
 // Utimensat sets the times of name in dirfd without following symlinks.
