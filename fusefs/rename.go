@@ -164,13 +164,18 @@ func (n *node) rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	}
 
 	var st unix.Stat_t
-	dstWhAUFS := false
+	dstWhAUFS, dstWhInPlace := false, false
 	if !exchange {
-		if sys.Fstatat(ddir, newName, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
-			// An empty-through-the-union directory being replaced: only
-			// bookkeeping is left in it.
-			if err := removeAllAt(ddir, newName, false); err != nil {
-				return err
+		if sys.Fstatat(ddir, newName, &st) == nil {
+			switch {
+			case st.Mode&unix.S_IFMT == unix.S_IFDIR:
+				// An empty-through-the-union directory being replaced:
+				// only bookkeeping is left in it.
+				if err := removeAllAt(ddir, newName, false); err != nil {
+					return err
+				}
+			case isOverlayWhiteoutStat(&st) || isXattrWhiteout(ddir, newName, &st, mayHoldXattrWhiteouts(ddir)):
+				dstWhInPlace = true
 			}
 		}
 		dstWhAUFS = len(newName)+len(whPrefix) <= maxNameLen && exists(ddir, whPrefix+newName)
@@ -182,21 +187,41 @@ func (n *node) rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	}
 	leaveWh := !exchange && u.visibleBelow(ps, n.rel(), name, t)
 	longName := u.inPlaceWhiteout(name)
-	if leaveWh && !longName {
-		if err := u.whiteout(t, sdir, name); err != nil {
+	if dstWhInPlace {
+		// The target name holds a whiteout: swap it with the source (a
+		// directory cannot be renamed over a file). The whiteout lands at
+		// the old name, where it is kept if a lower branch still holds that
+		// name.
+		if err := sys.Renameat2(sdir, name, ddir, newName, unix.RENAME_EXCHANGE); err != nil {
 			return err
 		}
-	}
-	rflags := uint(flags & (unix.RENAME_NOREPLACE | unix.RENAME_EXCHANGE))
-	if err := sys.Renameat2(sdir, name, ddir, newName, rflags); err != nil {
-		if leaveWh && !longName {
-			_ = sys.Unlinkat(sdir, whPrefix+name, 0)
+		if !leaveWh || !longName {
+			if err := sys.Unlinkat(sdir, name, 0); err != nil {
+				u.log.Warn("rename: cannot remove the whiteout swapped out of the target", "err", err)
+			}
 		}
-		return err
-	}
-	if leaveWh && longName {
-		if err := u.whiteout(t, sdir, name); err != nil {
-			u.log.Warn("rename: cannot leave a whiteout at the old name", "name", name, "err", err)
+		if leaveWh && !longName {
+			if err := u.whiteout(t, sdir, name); err != nil {
+				return err
+			}
+		}
+	} else {
+		if leaveWh && !longName {
+			if err := u.whiteout(t, sdir, name); err != nil {
+				return err
+			}
+		}
+		rflags := uint(flags & (unix.RENAME_NOREPLACE | unix.RENAME_EXCHANGE))
+		if err := sys.Renameat2(sdir, name, ddir, newName, rflags); err != nil {
+			if leaveWh && !longName {
+				_ = sys.Unlinkat(sdir, whPrefix+name, 0)
+			}
+			return err
+		}
+		if leaveWh && longName {
+			if err := u.whiteout(t, sdir, name); err != nil {
+				u.log.Warn("rename: cannot leave a whiteout at the old name", "name", name, "err", err)
+			}
 		}
 	}
 	if dstWhAUFS {
