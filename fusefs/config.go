@@ -137,6 +137,16 @@ type Config struct {
 	// Fsync makes copy-up sync the copied data before renaming it into
 	// place (default true via DefaultConfig).
 	NoFsync bool
+	// UIDMap and GIDMap map stored ids to shown ones (fuse-overlayfs's
+	// uidmapping/gidmapping); nil shows ids as stored.
+	UIDMap, GIDMap []IDMap
+	// SquashUID and SquashGID, when set, show every object as owned by
+	// that id (squash_to_root, squash_to_uid, squash_to_gid).
+	SquashUID, SquashGID *uint32
+	// StaticNlink shows every directory with one link.
+	StaticNlink bool
+	// NoXattrs refuses extended attributes with ENOTSUP.
+	NoXattrs bool
 	// ReadOnly refuses every change with EROFS, whatever the branches.
 	ReadOnly bool
 	// Passed lists generic mount options ("nosuid", "nodev", ...) given on

@@ -92,7 +92,14 @@ func (n *node) owner(ctx context.Context, t *target) (uid, gid int, ok bool) {
 	if !has {
 		return 0, 0, false
 	}
-	uid, gid = int(c.Uid), int(c.Gid)
+	su, uok := stored(n.u.cfg.UIDMap, c.Uid)
+	sg, gok := stored(n.u.cfg.GIDMap, c.Gid)
+	if !uok || !gok {
+		// The caller's ids are outside the mapping: the object keeps the
+		// daemon's.
+		return 0, 0, false
+	}
+	uid, gid = int(su), int(sg)
 	var pst unix.Stat_t
 	if sys.Fstatat(t.dfd, ".", &pst) == nil && pst.Mode&unix.S_ISGID != 0 {
 		gid = int(pst.Gid)
@@ -279,6 +286,7 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 	defer t.Close()
 	// The new name is the same inode: hand back the target's node.
 	fillAttr(&out.Attr, &st, tn.StableAttr().Ino, false)
+	n.u.mapAttr(&out.Attr)
 	return tn.EmbeddedInode(), 0
 }
 

@@ -216,6 +216,7 @@ func (n *node) newChild(ctx context.Context, cs nodeState, st *unix.Stat_t, attr
 		got.mu.Unlock()
 	}
 	fillAttr(attr, st, ino, len(cs.layers) > 1)
+	n.u.mapAttr(attr)
 	if cs.plink != "" {
 		attr.Nlink = n.u.nlinkOf(cs, st)
 	}
@@ -254,12 +255,14 @@ func (n *node) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) 
 		if fg, ok := f.(fs.FileGetattrer); ok && isNotFound(err) {
 			errno := fg.Getattr(ctx, out)
 			out.Ino = n.StableAttr().Ino
+			n.u.mapAttr(&out.Attr)
 			return errno
 		}
 		return fs.ToErrno(err)
 	}
 	a.Close()
 	fillAttr(&out.Attr, &st, n.StableAttr().Ino, len(s.layers) > 1)
+	n.u.mapAttr(&out.Attr)
 	if s.plink != "" {
 		out.Nlink = n.u.nlinkOf(s, &st)
 	}
@@ -342,6 +345,7 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 				return errno
 			}
 			out.Ino = n.StableAttr().Ino
+			n.u.mapAttr(&out.Attr)
 			return 0
 		}
 	}
@@ -366,10 +370,18 @@ func (u *Union) setattr(ctx context.Context, a at, st *unix.Stat_t, f fs.FileHan
 	if uok || gok {
 		iu, ig := -1, -1
 		if uok {
-			iu = int(uid)
+			s, ok := stored(u.cfg.UIDMap, uid)
+			if !ok {
+				return unix.EINVAL
+			}
+			iu = int(s)
 		}
 		if gok {
-			ig = int(gid)
+			s, ok := stored(u.cfg.GIDMap, gid)
+			if !ok {
+				return unix.EINVAL
+			}
+			ig = int(s)
 		}
 		if err := sys.Fchownat(a.fd, a.name, iu, ig); err != nil {
 			return err

@@ -85,7 +85,43 @@ func ParseOptions(cfg *Config, opts []string) (MountOptions, error) {
 			case "userxattr", "xino", "redirect_dir", "index", "metacopy", "nfs_export", "uuid", "context", "fscontext", "defcontext", "rootcontext":
 				// Kernel overlayfs and SELinux options with no meaning here.
 				mo.Ignored = append(mo.Ignored, o)
-			case "uidmapping", "gidmapping", "squash_to_root", "squash_to_uid", "squash_to_gid", "static_nlink", "noxattrs", "xattr_permissions", "plugins", "threaded", "noacl":
+			case "uidmapping", "gidmapping":
+				m, err := ParseIDMaps(val)
+				if err != nil {
+					return mo, err
+				}
+				if key == "uidmapping" {
+					cfg.UIDMap = m
+				} else {
+					cfg.GIDMap = m
+				}
+			case "squash_to_root":
+				root := uint32(0)
+				cfg.SquashUID, cfg.SquashGID = &root, &root
+			case "squash_to_uid", "squash_to_gid":
+				id, err := strconv.ParseUint(val, 10, 32)
+				if err != nil {
+					return mo, fmt.Errorf("%w: %s=%q: give a numeric id", ErrBadOption, key, val)
+				}
+				v := uint32(id)
+				if key == "squash_to_uid" {
+					cfg.SquashUID = &v
+				} else {
+					cfg.SquashGID = &v
+				}
+			case "static_nlink":
+				cfg.StaticNlink = true
+			case "noxattrs":
+				b, err := boolOption(key, val, hasVal)
+				if err != nil {
+					return mo, err
+				}
+				cfg.NoXattrs = b
+			case "threaded", "noacl":
+				// fuse-overlayfs tuning switches: ufs is always threaded and
+				// keeps no ACLs of its own.
+				mo.Ignored = append(mo.Ignored, o)
+			case "xattr_permissions", "plugins":
 				return mo, fmt.Errorf("%w: %q (a fuse-overlayfs option) is not supported yet", ErrBadOption, o)
 			case "debug":
 				mo.Debug = true

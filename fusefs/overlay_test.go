@@ -311,3 +311,53 @@ func TestOverlayRootless(t *testing.T) {
 	mnt2, _ := mountUfsOverlay(t, d.options())
 	diffTrees(t, "after remount", treeOf(t, mnt2), view)
 }
+
+// TestOverlayIDMapping: uidmapping/gidmapping show stored ids mapped, store
+// ids given through the union unmapped, and show ids outside every range
+// as the overflow id; squash_to_uid shows everything as one owner.
+func TestOverlayIDMapping(t *testing.T) {
+	testutil.RequireRoot(t)
+	d := newOverlayDirs(t, 1)
+	testutil.Write(t, d.lowers[0], testutil.Tree{"a": "a", "b": "b", "c": "c"})
+	for name, id := range map[string]int{"a": 0, "b": 1, "c": 70000} {
+		if err := os.Lchown(filepath.Join(d.lowers[0], name), id, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	maps := "uidmapping=0:1000:1:1:110000:65536,gidmapping=0:1000:1:1:110000:65536"
+	mnt, unmount := mountUfsOverlay(t, d.options()+","+maps)
+	for name, want := range map[string]uint32{"a": 1000, "b": 110000, "c": 65534} {
+		st := lstat(t, filepath.Join(mnt, name))
+		if st.Uid != want || st.Gid != want {
+			t.Errorf("%s: shown as %d:%d, want %d:%d", name, st.Uid, st.Gid, want, want)
+		}
+	}
+	if err := os.Lchown(filepath.Join(mnt, "a"), 110005, 1000); err != nil {
+		t.Fatalf("chown to a mapped id: %v", err)
+	}
+	if st := lstat(t, filepath.Join(d.upper, "a")); st.Uid != 6 || st.Gid != 0 {
+		t.Errorf("upper/a stored as %d:%d, want 6:0", st.Uid, st.Gid)
+	}
+	err := os.Lchown(filepath.Join(mnt, "b"), 5, 5)
+	wantErrno(t, "chown to an id outside the mapping", err, unix.EINVAL)
+	unmount()
+
+	mnt2, _ := mountUfsOverlay(t, d.options()+",squash_to_uid=7,squash_to_gid=8,static_nlink")
+	if st := lstat(t, filepath.Join(mnt2, "b")); st.Uid != 7 || st.Gid != 8 {
+		t.Errorf("squashed: b shown as %d:%d, want 7:8", st.Uid, st.Gid)
+	}
+	if st := lstat(t, mnt2); st.Nlink != 1 {
+		t.Errorf("static_nlink: root has %d links, want 1", st.Nlink)
+	}
+}
+
+// TestOverlayNoXattrs: noxattrs refuses extended attributes.
+func TestOverlayNoXattrs(t *testing.T) {
+	d := newOverlayDirs(t, 1)
+	testutil.Write(t, d.lowers[0], testutil.Tree{"a": "a"})
+	mnt, _ := mountUfsOverlay(t, d.options()+",noxattrs=1")
+	err := unix.Setxattr(filepath.Join(mnt, "a"), "user.k", []byte("v"), 0)
+	wantErrno(t, "setxattr with noxattrs", err, unix.ENOTSUP)
+	_, err = unix.Getxattr(filepath.Join(mnt, "a"), "user.k", nil)
+	wantErrno(t, "getxattr with noxattrs", err, unix.ENOTSUP)
+}

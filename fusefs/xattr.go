@@ -13,6 +13,9 @@ import (
 // Getxattr reads an attribute from the object's branch; the union's own
 // attributes are not visible.
 func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	if n.u.cfg.NoXattrs {
+		return 0, syscall.ENOTSUP
+	}
 	if isPrivateXattr(attr) {
 		return 0, syscall.ENODATA
 	}
@@ -30,6 +33,9 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 
 // Setxattr copies the object up and sets the attribute there.
 func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	if n.u.cfg.NoXattrs {
+		return syscall.ENOTSUP
+	}
 	if isPrivateXattr(attr) {
 		return syscall.EPERM
 	}
@@ -43,6 +49,9 @@ func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 
 // Removexattr copies the object up and removes the attribute there.
 func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
+	if n.u.cfg.NoXattrs {
+		return syscall.ENOTSUP
+	}
 	if isPrivateXattr(attr) {
 		return syscall.ENODATA
 	}
@@ -64,6 +73,9 @@ func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 
 // Listxattr lists the object's attributes without the union's own.
 func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	if n.u.cfg.NoXattrs {
+		return 0, syscall.ENOTSUP
+	}
 	a, err := n.xattrTarget(ctx, false)
 	if err != nil {
 		return 0, fs.ToErrno(err)
