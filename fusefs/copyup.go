@@ -183,6 +183,9 @@ func (n *node) copyUpLocked(ctx context.Context) error {
 		ns.plink = ref.name
 	}
 	n.setState(ns)
+	// The copy has a new ctime (and a directory new times from the moves
+	// into it): drop the kernel's cached attributes.
+	n.NotifyContent(-1, 0)
 	return nil
 }
 

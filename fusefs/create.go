@@ -230,6 +230,11 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 
 // Mknod makes a fifo, socket or device node (where the daemon may).
 func (n *node) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if mode&unix.S_IFMT == unix.S_IFCHR && dev == 0 {
+		// A 0/0 device is a whiteout: it could never be seen (overlayfs
+		// refuses it too).
+		return nil, syscall.EPERM
+	}
 	t, st, err := n.make(ctx, name, false, true, func(dirfd int, name string) error {
 		return sys.Mknodat(dirfd, name, mode, int(dev))
 	})

@@ -82,6 +82,18 @@ func (n *node) state() (nodeState, error) {
 }
 
 func (n *node) refresh() (nodeState, error) {
+	return n.refreshDepth(0)
+}
+
+// maxDepth bounds the walk up the tree while resolving: a loop in the
+// tree (which an inode-number collision could make) fails with ESTALE
+// instead of recursing forever.
+const maxDepth = 1 << 14
+
+func (n *node) refreshDepth(depth int) (nodeState, error) {
+	if depth > maxDepth {
+		return nodeState{}, unix.ESTALE
+	}
 	if n.IsRoot() {
 		s := nodeState{valid: true, layers: n.u.rootLayers()}
 		s.br = s.layers[0]
@@ -92,11 +104,17 @@ func (n *node) refresh() (nodeState, error) {
 	if parent == nil {
 		return nodeState{}, unix.ENOENT
 	}
-	ps, err := asNode(parent).state()
-	if err != nil {
-		return nodeState{}, err
+	pn := asNode(parent)
+	pn.mu.Lock()
+	ps := pn.st
+	pn.mu.Unlock()
+	if !ps.valid || n.u.cfg.Reval {
+		var err error
+		if ps, err = pn.refreshDepth(depth + 1); err != nil {
+			return nodeState{}, err
+		}
 	}
-	s, _, err := n.u.lookupIn(ps, parent.Path(nil), asNode(parent), name)
+	s, _, err := n.u.lookupIn(ps, parent.Path(nil), pn, name)
 	if err != nil {
 		return nodeState{}, err
 	}

@@ -3,6 +3,7 @@ package fusefs_test
 import (
 	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -185,4 +186,49 @@ func TestWhiteoutDevicesNeverShow(t *testing.T) {
 	wantNames(t, mnt, "x")
 	wantContent(t, filepath.Join(mnt, "x"), "below")
 	wantMissing(t, filepath.Join(mnt, "y"))
+}
+
+// TestRenameOntoWhiteout: in overlay format, renaming onto a removed name
+// (a 0/0 whiteout in the upper) works like a rename to a free name, for
+// directories and with RENAME_NOREPLACE too (rm -rf x; mv x.new x).
+func TestRenameOntoWhiteout(t *testing.T) {
+	d := newOverlayDirs(t, 1)
+	testutil.Write(t, d.lowers[0], testutil.Tree{"x/old": "old", "f": "f"})
+	mnt, _ := mountUfsOverlay(t, d.options())
+	m := func(p string) string { return filepath.Join(mnt, p) }
+	if err := os.RemoveAll(m("x")); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, m("x.new/new"), "new", 0o644)
+	if err := unix.Rename(m("x.new"), m("x")); err != nil {
+		t.Fatalf("rename a directory onto a whiteout: %v", err)
+	}
+	wantNames(t, m("x"), "new")
+	if err := os.Remove(m("f")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(m("n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Renameat2(unix.AT_FDCWD, m("n"), unix.AT_FDCWD, m("f"), unix.RENAME_NOREPLACE); err != nil {
+		t.Fatalf("RENAME_NOREPLACE onto a whiteout: %v", err)
+	}
+	wantNames(t, mnt, "f", "x")
+	err := unix.Mknod(m("dev"), unix.S_IFCHR, 0)
+	wantErrno(t, "mknod of a 0/0 device (a whiteout)", err, unix.EPERM)
+}
+
+// TestTarAfterCopyUp: a copy-up changes ctimes; the kernel must not keep
+// the old ones, or tar reports "file changed as we read it".
+func TestTarAfterCopyUp(t *testing.T) {
+	f := newFixture(t)
+	writeFile(t, filepath.Join(f.RO, "d/f"), "f", 0o644)
+	writeFile(t, filepath.Join(f.RO, "d/sub/g"), "g", 0o644)
+	mnt := f.mount(t)
+	script := `ls -lR >/dev/null && echo x >>d/f && tar cf "$0/a.tar" d && find . >/dev/null && mv d e && tar cf "$0/b.tar" e`
+	cmd := exec.Command("bash", "-c", script, t.TempDir())
+	cmd.Dir = mnt
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("tar after copy-ups: %v\n%s", err, out)
+	}
 }

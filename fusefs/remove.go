@@ -172,6 +172,12 @@ func (n *node) remove(ctx context.Context, name string, dir bool) error {
 		return err
 	}
 	defer unix.Close(dfd)
+	// The branch object goes away (its last name, for a file): its inode
+	// number may be reused by a new object.
+	var bst unix.Stat_t
+	if sys.Fstatat(dfd, name, &bst) == nil && (isDir || bst.Nlink <= 1) {
+		defer u.forgetAlias(b, bst.Ino)
+	}
 	if needWh && u.inPlaceWhiteout(name) {
 		// The whiteout replaces the object in one rename.
 		return u.whiteout(b, dfd, name)

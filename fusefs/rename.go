@@ -167,6 +167,9 @@ func (n *node) rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	dstWhAUFS, dstWhInPlace := false, false
 	if !exchange {
 		if sys.Fstatat(ddir, newName, &st) == nil {
+			if st.Mode&unix.S_IFMT == unix.S_IFDIR || st.Nlink <= 1 {
+				defer u.forgetAlias(t, st.Ino)
+			}
 			switch {
 			case st.Mode&unix.S_IFMT == unix.S_IFDIR:
 				// An empty-through-the-union directory being replaced:
@@ -273,9 +276,12 @@ func (n *node) child(ctx context.Context, name string) (*node, error) {
 	return asNode(ci), nil
 }
 
-// invalidateTree makes n and every known descendant resolve again.
+// invalidateTree makes n and every known descendant resolve again, and
+// drops the kernel's cached attributes of them (a tree copied up for a
+// rename has new ctimes).
 func invalidateTree(n *node) {
 	n.invalidate()
+	n.NotifyContent(-1, 0)
 	for _, ch := range n.Children() {
 		invalidateTree(asNode(ch))
 	}

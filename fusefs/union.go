@@ -311,6 +311,16 @@ func (u *Union) setAlias(b int, ino, old uint64) {
 	u.inoMu.Unlock()
 }
 
+// forgetAlias drops what the union remembers of the object (dev, ino) of
+// branch b once it is gone from the branch, so that a new object reusing
+// the inode number is not taken for it.
+func (u *Union) forgetAlias(b int, ino uint64) {
+	key := devIno{u.br[b].dev, ino}
+	u.inoMu.Lock()
+	delete(u.alias, key)
+	u.inoMu.Unlock()
+}
+
 // tmpName returns a fresh name for a staging file.
 func (u *Union) tmpName() string {
 	return "t" + strconv.FormatUint(u.seq.Add(1), 36) + "." + strconv.Itoa(os.Getpid())
