@@ -330,16 +330,40 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 			return nil, 0, fs.ToErrno(err)
 		}
 	}
-	s, a, _, err := n.stat()
-	if err != nil {
-		return nil, 0, fs.ToErrno(err)
+	// Open by name, then check that the name still held this object (a
+	// concurrent rename may have put another one there); truncate only
+	// then.
+	for try := 0; ; try++ {
+		s, a, st, err := n.stat()
+		if err != nil {
+			return nil, 0, fs.ToErrno(err)
+		}
+		oflags := flags
+		if oflags&syscall.O_ACCMODE != syscall.O_RDONLY {
+			oflags &^= syscall.O_TRUNC // done below, on the right object
+		}
+		fd, err := sys.OpenBeneath(a.fd, a.name, int(oflags)|unix.O_NOFOLLOW, 0)
+		a.Close()
+		if err != nil {
+			return nil, 0, fs.ToErrno(err)
+		}
+		var fst unix.Stat_t
+		if err := sys.Fstatat(fd, "", &fst); err != nil || fst.Ino != st.Ino || fst.Dev != st.Dev {
+			unix.Close(fd)
+			if try < 3 {
+				n.invalidate()
+				continue
+			}
+			return nil, 0, syscall.ENOENT
+		}
+		if flags&syscall.O_TRUNC != 0 && oflags&syscall.O_TRUNC == 0 {
+			if err := sys.Ftruncate(fd, 0); err != nil {
+				unix.Close(fd)
+				return nil, 0, fs.ToErrno(err)
+			}
+		}
+		return n.u.newFile(n, fd, s, flags), n.u.openFlags(), 0
 	}
-	defer a.Close()
-	fd, err := sys.OpenBeneath(a.fd, a.name, int(flags)|unix.O_NOFOLLOW, 0)
-	if err != nil {
-		return nil, 0, fs.ToErrno(err)
-	}
-	return n.u.newFile(n, fd, s, flags), n.u.openFlags(), 0
 }
 
 // Setattr copies the object up and changes its mode, owner, size or times.

@@ -232,3 +232,41 @@ func TestTarAfterCopyUp(t *testing.T) {
 		t.Errorf("tar after copy-ups: %v\n%s", err, out)
 	}
 }
+
+// TestNoDescriptorLeak: operations do not leave branch descriptors open in
+// the daemon (which serves from this process): renames, copy-ups,
+// removals and listings, repeated.
+func TestNoDescriptorLeak(t *testing.T) {
+	f := newFixture(t)
+	writeFile(t, filepath.Join(f.RO, "d/f"), "f", 0o644)
+	mnt := mountConfig(t, fusefs.Config{Branches: f.branches(), Reval: true})
+	count := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents)
+	}
+	m := func(p string) string { return filepath.Join(mnt, p) }
+	cycle := func() {
+		if err := unix.Rename(m("d/f"), m("g")); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Rename(m("g"), m("d/f")); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, m("d/new"), "n", 0o644)
+		names(t, m("d"))
+		if err := os.Remove(m("d/new")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cycle()
+	before := count()
+	for range 200 {
+		cycle()
+	}
+	if after := count(); after > before+20 {
+		t.Errorf("descriptors: %d before, %d after 200 rounds of operations", before, after)
+	}
+}

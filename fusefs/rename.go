@@ -50,10 +50,11 @@ func (n *node) rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	if err != nil {
 		return err
 	}
-	_, _, sst, err := src.stat()
+	_, sa, sst, err := src.stat()
 	if err != nil {
 		return err
 	}
+	sa.Close()
 	srcDir := sst.Mode&unix.S_IFMT == unix.S_IFDIR
 
 	nps, err := np.state()
