@@ -215,9 +215,10 @@ func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 	if err != nil {
 		return nil, fs.ToErrno(err)
 	}
-	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR || isOverlayWhiteoutStat(&st) {
 		// A directory needs its merged branches (and its link count
-		// depends on them): resolve it fully.
+		// depends on them): resolve it fully; so too a name that became a
+		// whiteout since the listing.
 		return n.Lookup(ctx, name, out)
 	}
 	cs := nodeState{valid: true, br: b, nameBr: b, bino: st.Ino}

@@ -2,6 +2,7 @@ package fusefs
 
 import (
 	"context"
+	"os"
 	"sync"
 	"syscall"
 
@@ -480,9 +481,15 @@ func (u *Union) dirFD(n *node, b int, rel string) (int, bool, error) {
 	}
 	n.mu.Lock()
 	if n.dfds != nil && n.dfds[b] >= 0 {
-		fd := int(n.dfds[b])
+		// A duplicate, taken under the lock: OnForget may close the cached
+		// descriptor as soon as the lock is released, and an operation
+		// reaching this node through a stale parent link may still run.
+		fd, err := unix.FcntlInt(uintptr(n.dfds[b]), unix.F_DUPFD_CLOEXEC, 0)
 		n.mu.Unlock()
-		return fd, false, nil
+		if err != nil {
+			return -1, true, os.NewSyscallError("dup", err)
+		}
+		return fd, true, nil
 	}
 	n.mu.Unlock()
 	fd, err := sys.OpenBeneath(u.br[b].fd, rel, unix.O_PATH|unix.O_DIRECTORY, 0)
@@ -506,7 +513,11 @@ func (u *Union) dirFD(n *node, b int, rel string) (int, bool, error) {
 		return fd, true, nil
 	}
 	n.dfds[b] = int32(fd)
-	return fd, false, nil
+	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return -1, true, os.NewSyscallError("dup", err)
+	}
+	return dup, true, nil
 }
 
 // OnForget closes the cached branch descriptors.
