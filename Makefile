@@ -2,6 +2,7 @@
 #
 #   make deps           install Debian packages (root)
 #   make build          bin/ufs (CGO_ENABLED=0)
+#   make install        ufs into $(PREFIX)/bin, /sbin/mount.fuse.ufs
 #   make test           deps, build, test-unit, test-root, test-rootless
 #   make test-unit      go test -race -short ./...
 #   make test-root      go test ./... as root (mounts FUSE)
@@ -39,7 +40,7 @@ TEST_USER   ?= urun-test
 TEST_DIR    ?= /var/tmp/urun-test
 TEST_SRC    := $(TEST_DIR)/src
 
-.PHONY: all deps build test test-unit test-root test-rootless demo bench lint clean
+.PHONY: all deps build install test test-unit test-root test-rootless demo bench lint clean
 
 all: build
 
@@ -49,6 +50,15 @@ deps:
 build:
 	@mkdir -p $(BIN_DIR)
 	CGO_ENABLED=0 $(GO) build -o $(BIN_DIR)/ ./cmd/...
+
+# ufs into $(PREFIX)/bin, and mount.fuse.ufs beside mount(8)'s helpers so
+# that "mount -t fuse.ufs" and fstab entries find it directly.
+PREFIX ?= /usr/local
+DESTDIR ?=
+install: build
+	install -D -m 0755 $(UFS) $(DESTDIR)$(PREFIX)/bin/ufs
+	install -d $(DESTDIR)/sbin
+	ln -sf $(PREFIX)/bin/ufs $(DESTDIR)/sbin/mount.fuse.ufs
 
 # Sequential on purpose (even under -j): each phase is a sub-make.
 test:

@@ -49,7 +49,7 @@ func TestCompatArgs(t *testing.T) {
 func TestCompatCommandLines(t *testing.T) {
 	testutil.RequireFUSE(t)
 	bin := testutil.UfsBin(t)
-	for _, form := range []string{"mount_program", "mount -t fuse.ufs"} {
+	for _, form := range []string{"mount_program", "mount -t fuse.ufs", "mount.fuse.ufs"} {
 		t.Run(form, func(t *testing.T) {
 			d := dirs(t, "l1", "l2", "u", "w", "mnt")
 			testutil.Write(t, d["l2"], testutil.Tree{"a": "a", "gone": "gone"})
@@ -61,9 +61,17 @@ func TestCompatCommandLines(t *testing.T) {
 			// containers-storage passes them.
 			opts := "lowerdir=l1:l2,upperdir=" + d["u"] + ",workdir=" + d["w"]
 			var cmd *exec.Cmd
-			if form == "mount_program" {
+			switch form {
+			case "mount_program":
 				cmd = exec.Command(bin, "-o", opts, mnt)
-			} else {
+			case "mount.fuse.ufs":
+				// The helper make install links beside mount(8)'s.
+				helper := filepath.Join(t.TempDir(), "mount.fuse.ufs")
+				if err := os.Symlink(bin, helper); err != nil {
+					t.Fatal(err)
+				}
+				cmd = exec.Command(helper, "ufs", mnt, "-o", opts)
+			default:
 				testutil.RequireRoot(t)
 				link := filepath.Join(t.TempDir(), "ufs")
 				if err := os.Symlink(bin, link); err != nil {
