@@ -75,8 +75,8 @@ func (o diffOp) resolve(root string) diffOp {
 	return o
 }
 
-var diffKinds = []string{"create", "write", "truncate", "otrunc", "rename", "link", "unlink", "mkdir", "rmdir",
-	"symlink", "chmod", "chown", "utimes", "setxattr", "removexattr", "mkfifo"}
+var diffKinds = []string{"create", "write", "truncate", "otrunc", "rename", "noreplace", "exchange", "link", "unlink",
+	"mkdir", "rmdir", "symlink", "chmod", "chown", "utimes", "setxattr", "removexattr", "mkfifo"}
 
 // genOps draws n operations from r.
 func genOps(r *rand.Rand, n int) []diffOp {
@@ -226,6 +226,10 @@ func runOp(root string, o diffOp) unix.Errno {
 		err = unix.Truncate(a, o.N)
 	case "rename":
 		err = unix.Rename(a, b)
+	case "noreplace":
+		err = unix.Renameat2(unix.AT_FDCWD, a, unix.AT_FDCWD, b, unix.RENAME_NOREPLACE)
+	case "exchange":
+		err = unix.Renameat2(unix.AT_FDCWD, a, unix.AT_FDCWD, b, unix.RENAME_EXCHANGE)
 	case "link":
 		err = unix.Link(a, b)
 	case "unlink":
@@ -352,7 +356,7 @@ func runSequence(t *testing.T, seed uint64, ops []diffOp) string {
 	for i, o := range ops {
 		o = o.resolve(kmnt)
 		ke := runOp(kmnt, o)
-		if o.Kind == "rename" && ke == unix.EXDEV {
+		if (o.Kind == "rename" || o.Kind == "noreplace" || o.Kind == "exchange") && ke == unix.EXDEV {
 			continue // deliberate divergence: see the package comment above
 		}
 		if ue := runOp(umnt, o); ue != ke {
