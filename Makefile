@@ -117,7 +117,9 @@ test-rootless: build
 		UFS_BIN=$(TEST_SRC)/bin/ufs \
 		"$$goroot/bin/go" test -count=1 -timeout $(TEST_TIMEOUT) $(GOTESTFLAGS) $(PKGS)
 
-demo: build
+demo:
+	@$(MAKE) deps
+	@$(MAKE) build
 	UFS=$(UFS) scripts/demo.sh
 
 bench:
