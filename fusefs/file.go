@@ -148,19 +148,27 @@ func (f *file) Lseek(ctx context.Context, off uint64, whence uint32) (uint64, sy
 	return uint64(n), fs.ToErrno(err)
 }
 
-// anyFile returns an open file of n (preferring a writable one), for
-// changes made through a descriptor once the name is gone.
-func (n *node) anyFile() *file {
+// anyFile returns a duplicate of the descriptor of an open file of n
+// (preferring a writable one), for changes made through a descriptor once
+// the name is gone; nil if none is open. The duplicate is taken under n.mu,
+// so a concurrent release cannot close it under the caller, who closes it.
+func (n *node) anyFile() *os.File {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	var any *file
+	var pick *file
 	for f := range n.files {
-		if f.writable {
-			return f
+		if pick == nil || (f.writable && !pick.writable) {
+			pick = f
 		}
-		any = f
 	}
-	return any
+	if pick == nil {
+		return nil
+	}
+	fd, err := unix.FcntlInt(pick.osf.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil
+	}
+	return os.NewFile(uintptr(fd), "")
 }
 
 // openFlags are the FOPEN flags of every open: keep the page cache across

@@ -266,9 +266,10 @@ func fillAttr(a *fuse.Attr, st *unix.Stat_t, ino uint64, merged bool) {
 func (n *node) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	s, a, st, err := n.stat()
 	if err != nil {
-		if f == nil {
+		if f == nil && isNotFound(err) {
 			if of := n.anyFile(); of != nil {
-				f = of
+				defer of.Close()
+				f = fs.NewLoopbackFileFromOS(of)
 			}
 		}
 		if fg, ok := f.(fs.FileGetattrer); ok && isNotFound(err) {
@@ -378,12 +379,14 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 	if isNotFound(err) {
 		// The name is gone (unlinked while open): change the object
 		// through an open descriptor, as ext4 allows.
-		if f == nil {
-			if of := n.anyFile(); of != nil {
-				f = of
-			}
+		var lf fs.FileSetattrer
+		if of, ok := f.(*file); ok {
+			lf = of
+		} else if of := n.anyFile(); of != nil {
+			defer of.Close()
+			lf = fs.NewLoopbackFileFromOS(of)
 		}
-		if lf, ok := f.(*file); ok {
+		if lf != nil {
 			if errno := lf.Setattr(ctx, in, out); errno != 0 {
 				return errno
 			}
@@ -403,8 +406,26 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 }
 
 func (u *Union) setattr(ctx context.Context, a at, st *unix.Stat_t, f fs.FileHandle, in *fuse.SetAttrIn) error {
+	// Pin the object: every change below goes through this descriptor, so
+	// a concurrent rename that puts another object at the name cannot
+	// redirect it.
+	ofd, err := sys.OpenBeneath(a.fd, a.name, unix.O_PATH|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(ofd)
+	var ost unix.Stat_t
+	if err := sys.Fstatat(ofd, "", &ost); err != nil {
+		return err
+	}
+	if ost.Ino != st.Ino || ost.Dev != st.Dev {
+		return unix.ENOENT // the name now holds another object
+	}
 	if m, ok := in.GetMode(); ok {
-		if err := sys.Fchmodat(a.fd, a.name, m&07777); err != nil {
+		if ost.Mode&unix.S_IFMT == unix.S_IFLNK {
+			return unix.EOPNOTSUPP
+		}
+		if err := sys.ChmodFD(ofd, m&07777); err != nil {
 			return err
 		}
 	}
@@ -426,12 +447,12 @@ func (u *Union) setattr(ctx context.Context, a at, st *unix.Stat_t, f fs.FileHan
 			}
 			ig = int(s)
 		}
-		if err := sys.Fchownat(a.fd, a.name, iu, ig); err != nil {
+		if err := sys.FchownFD(ofd, iu, ig); err != nil {
 			return err
 		}
 	}
 	if sz, ok := in.GetSize(); ok {
-		if err := u.truncate(ctx, a, f, sz); err != nil {
+		if err := u.truncate(ofd, f, sz); err != nil {
 			return err
 		}
 	}
@@ -449,18 +470,20 @@ func (u *Union) setattr(ctx context.Context, a at, st *unix.Stat_t, f fs.FileHan
 		case in.Valid&fuse.FATTR_MTIME != 0:
 			ts[1] = unix.Timespec{Sec: int64(in.Mtime), Nsec: int64(in.Mtimensec)}
 		}
-		if err := sys.Utimensat(a.fd, a.name, ts); err != nil {
+		if err := sys.UtimensFD(ofd, ts); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (u *Union) truncate(ctx context.Context, a at, f fs.FileHandle, size uint64) error {
+// truncate sets the size of the object pinned by ofd, through the caller's
+// open file when it is writable.
+func (u *Union) truncate(ofd int, f fs.FileHandle, size uint64) error {
 	if lf, ok := f.(*file); ok && lf.writable {
 		return sys.Ftruncate(int(lf.osf.Fd()), int64(size))
 	}
-	fd, err := sys.OpenBeneath(a.fd, a.name, unix.O_WRONLY|unix.O_NOFOLLOW, 0)
+	fd, err := sys.Reopen(ofd, unix.O_WRONLY)
 	if err != nil {
 		return err
 	}

@@ -116,7 +116,12 @@ func (n *node) xattrTarget(ctx context.Context, write bool) (at, error) {
 	}
 	if isNotFound(err) {
 		if f := n.anyFile(); f != nil {
-			return at{fd: int(f.osf.Fd()), name: ""}, nil
+			fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+			f.Close()
+			if err != nil {
+				return at{}, err
+			}
+			return at{fd: fd, name: "", own: true}, nil
 		}
 	}
 	return a, err

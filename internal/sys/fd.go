@@ -91,3 +91,29 @@ func Unmount(path string, flags int) error {
 	}
 	return nil
 }
+
+// FchownFD changes the owner of the object of fd (also O_PATH, also a
+// symlink); -1 leaves an id unchanged.
+func FchownFD(fd, uid, gid int) error {
+	err := retry(func() error { return unix.Fchownat(fd, "", uid, gid, unix.AT_EMPTY_PATH) })
+	if err != nil {
+		return &os.PathError{Op: "fchownat", Path: fdPath(fd), Err: err}
+	}
+	return nil
+}
+
+// Reopen opens the object of fd (an O_PATH descriptor) again with flags,
+// through its /proc magic link: the same object, with the usual access
+// checks.
+func Reopen(fd int, flags int) (int, error) {
+	var nfd int
+	err := retry(func() error {
+		var err error
+		nfd, err = unix.Open(fdPath(fd), flags|unix.O_CLOEXEC, 0)
+		return err
+	})
+	if err != nil {
+		return -1, &os.PathError{Op: "open", Path: fdPath(fd), Err: err}
+	}
+	return nfd, nil
+}
