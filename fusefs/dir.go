@@ -203,15 +203,13 @@ func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 		return n.Lookup(ctx, name, out)
 	}
 	u := n.u
-	dfd, owned, err := u.dirFD(n, b, n.rel())
+	dfd, release, err := u.dirFD(n, b, n.rel())
 	if err != nil {
 		return nil, fs.ToErrno(err)
 	}
 	var st unix.Stat_t
 	err = sys.Fstatat(dfd, name, &st)
-	if owned {
-		unix.Close(dfd)
-	}
+	release()
 	if err != nil {
 		return nil, fs.ToErrno(err)
 	}

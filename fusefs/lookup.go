@@ -62,7 +62,7 @@ func (u *Union) lookupIn(parent nodeState, dirRel string, dir *node, name string
 	found := false
 	for _, b := range parent.layers {
 		br := u.br[b]
-		dfd, owned, err := u.dirFD(dir, b, dirRel)
+		dfd, release, err := u.dirFD(dir, b, dirRel)
 		if err != nil {
 			if isNotFound(err) {
 				continue
@@ -73,9 +73,7 @@ func (u *Union) lookupIn(parent nodeState, dirRel string, dir *node, name string
 			return res, top, err
 		}
 		stop := u.probe(br, dfd, name, &res, &top, &found, b)
-		if owned {
-			unix.Close(dfd)
-		}
+		release()
 		if stop {
 			break
 		}

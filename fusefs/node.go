@@ -2,7 +2,6 @@ package fusefs
 
 import (
 	"context"
-	"os"
 	"sync"
 	"syscall"
 
@@ -21,16 +20,16 @@ type node struct {
 	// cuMu serialises copy-ups and namespace changes of this object.
 	cuMu sync.Mutex
 
-	// mu protects st and dfds.
+	// fdMu is held shared while a cached descriptor of dfds is in use and
+	// exclusively while they are closed. Lock order: fdMu before mu.
+	fdMu sync.RWMutex
+	// mu protects st, dfds, files and cachedOpens.
 	mu sync.Mutex
 	st nodeState
 	// dfds caches, for a directory, an O_PATH descriptor of the directory
 	// in each branch (indexed by branch, -1 where not open); closed when the
 	// kernel forgets the node.
 	dfds []int32
-	// staleFDs are descriptors dropped from dfds while an operation may
-	// still use them; closed when the kernel forgets the node.
-	staleFDs []int32
 	// files are the open files of the node; cachedOpens counts those
 	// served by the daemon (not passthrough).
 	files       map[*file]struct{}
@@ -226,13 +225,15 @@ func (n *node) newChild(ctx context.Context, cs nodeState, st *unix.Stat_t, attr
 	ci := n.NewInode(ctx, child, fs.StableAttr{Mode: st.Mode & unix.S_IFMT, Ino: ino})
 	if got := asNode(ci); got != child {
 		// A known inode number: the same object, or a new one reusing the
-		// number (a directory removed and made again). Drop what was
-		// cached about the old one.
+		// number (a directory removed and made again), whose cached
+		// descriptors would be the old object's.
 		got.mu.Lock()
-		got.st = cs
-		got.staleFDs = append(got.staleFDs, got.dfds...)
-		got.dfds = nil
+		same := got.st.valid && got.st.br == cs.br && got.st.bino == cs.bino
 		got.mu.Unlock()
+		if !same {
+			got.dropFDs()
+		}
+		got.setState(cs)
 	}
 	fillAttr(attr, st, ino, len(cs.layers) > 1)
 	n.u.mapAttr(attr)
@@ -493,35 +494,38 @@ func (u *Union) truncate(ofd int, f fs.FileHandle, size uint64) error {
 
 var _ fs.NodeOnForgetter = (*node)(nil)
 
-// dirFD returns a descriptor of the directory rel in branch b: the cached
-// one of its node n (owned false), or a fresh one the caller closes. n may be
-// nil. Descriptors are not cached with Reval (a branch directory may be
-// replaced behind the union's back) nor beyond the descriptor budget.
-func (u *Union) dirFD(n *node, b int, rel string) (int, bool, error) {
-	if n == nil || u.cfg.Reval {
+// dirFD returns a descriptor of the directory rel in branch b and its
+// release: the cached one of its node n (released by unlocking n.fdMu, which
+// the node holds shared so that OnForget cannot close it meanwhile), or a
+// fresh one that release closes. n may be nil. Descriptors are not cached
+// with Reval (a branch directory may be replaced behind the union's back)
+// nor beyond the descriptor budget.
+func (u *Union) dirFD(n *node, b int, rel string) (int, func(), error) {
+	open := func() (int, func(), error) {
 		fd, err := sys.OpenBeneath(u.br[b].fd, rel, unix.O_PATH|unix.O_DIRECTORY, 0)
-		return fd, true, err
+		if err != nil {
+			return -1, nil, err
+		}
+		return fd, func() { unix.Close(fd) }, nil
 	}
+	if n == nil || u.cfg.Reval {
+		return open()
+	}
+	n.fdMu.RLock()
 	n.mu.Lock()
 	if n.dfds != nil && n.dfds[b] >= 0 {
-		// A duplicate, taken under the lock: OnForget may close the cached
-		// descriptor as soon as the lock is released, and an operation
-		// reaching this node through a stale parent link may still run.
-		fd, err := unix.FcntlInt(uintptr(n.dfds[b]), unix.F_DUPFD_CLOEXEC, 0)
+		fd := int(n.dfds[b])
 		n.mu.Unlock()
-		if err != nil {
-			return -1, true, os.NewSyscallError("dup", err)
-		}
-		return fd, true, nil
+		return fd, n.fdMu.RUnlock, nil
 	}
 	n.mu.Unlock()
-	fd, err := sys.OpenBeneath(u.br[b].fd, rel, unix.O_PATH|unix.O_DIRECTORY, 0)
-	if err != nil {
-		return -1, true, err
-	}
-	if u.cachedFDs.Add(1) > u.maxCachedFDs {
-		u.cachedFDs.Add(-1)
-		return fd, true, nil
+	fd, closeFD, err := open()
+	if err != nil || u.cachedFDs.Add(1) > u.maxCachedFDs {
+		if err == nil {
+			u.cachedFDs.Add(-1)
+		}
+		n.fdMu.RUnlock()
+		return fd, closeFD, err
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -532,22 +536,23 @@ func (u *Union) dirFD(n *node, b int, rel string) (int, bool, error) {
 		}
 	}
 	if n.dfds[b] >= 0 {
+		// Another goroutine cached one first: use ours once.
 		u.cachedFDs.Add(-1)
-		return fd, true, nil
+		n.fdMu.RUnlock()
+		return fd, closeFD, nil
 	}
 	n.dfds[b] = int32(fd)
-	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
-	if err != nil {
-		return -1, true, os.NewSyscallError("dup", err)
-	}
-	return dup, true, nil
+	return fd, n.fdMu.RUnlock, nil
 }
 
-// OnForget closes the cached branch descriptors.
-func (n *node) OnForget() {
+// dropFDs closes the cached branch descriptors, once no operation uses
+// them.
+func (n *node) dropFDs() {
+	n.fdMu.Lock()
+	defer n.fdMu.Unlock()
 	n.mu.Lock()
-	fds := append(n.dfds, n.staleFDs...)
-	n.dfds, n.staleFDs = nil, nil
+	fds := n.dfds
+	n.dfds = nil
 	n.mu.Unlock()
 	for _, fd := range fds {
 		if fd >= 0 {
@@ -556,3 +561,6 @@ func (n *node) OnForget() {
 		}
 	}
 }
+
+// OnForget closes the cached branch descriptors.
+func (n *node) OnForget() { n.dropFDs() }
