@@ -319,7 +319,7 @@ func treeDiff(got, want map[string]string) string {
 	var b strings.Builder
 	for _, k := range keys {
 		if got[k] != want[k] {
-			fmt.Fprintf(&b, "  %s: ufs %q, overlayfs %q\n", k, got[k], want[k])
+			fmt.Fprintf(&b, "  %s: got %q, want %q\n", k, got[k], want[k])
 		}
 	}
 	return b.String()
@@ -376,7 +376,7 @@ func runSequence(t *testing.T, seed uint64, ops []diffOp) string {
 			return fmt.Sprintf("%s: walk: ufs %v, overlayfs %v\n%s", when, err1, err2, ls)
 		}
 		if d := treeDiff(ut, kt); d != "" {
-			return when + ":\n" + d
+			return when + " (got: ufs, want: overlayfs):\n" + d
 		}
 		return ""
 	}

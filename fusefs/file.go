@@ -153,6 +153,15 @@ func (f *file) Lseek(ctx context.Context, off uint64, whence uint32) (uint64, sy
 // the name is gone; nil if none is open. The duplicate is taken under n.mu,
 // so a concurrent release cannot close it under the caller, who closes it.
 func (n *node) anyFile() *os.File {
+	fd := n.anyFD()
+	if fd < 0 {
+		return nil
+	}
+	return os.NewFile(uintptr(fd), "")
+}
+
+// anyFD is anyFile as a raw descriptor, -1 if none.
+func (n *node) anyFD() int {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	var pick *file
@@ -162,13 +171,13 @@ func (n *node) anyFile() *os.File {
 		}
 	}
 	if pick == nil {
-		return nil
+		return -1
 	}
 	fd, err := unix.FcntlInt(pick.osf.Fd(), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
-		return nil
+		return -1
 	}
-	return os.NewFile(uintptr(fd), "")
+	return fd
 }
 
 // openFlags are the FOPEN flags of every open: keep the page cache across

@@ -400,13 +400,13 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 		return fs.ToErrno(err)
 	}
 	defer a.Close()
-	if err := n.u.setattr(ctx, a, &st, f, in); err != nil {
+	if err := n.u.setattr(a, &st, f, in); err != nil {
 		return fs.ToErrno(err)
 	}
 	return n.Getattr(ctx, f, out)
 }
 
-func (u *Union) setattr(ctx context.Context, a at, st *unix.Stat_t, f fs.FileHandle, in *fuse.SetAttrIn) error {
+func (u *Union) setattr(a at, st *unix.Stat_t, f fs.FileHandle, in *fuse.SetAttrIn) error {
 	// Pin the object: every change below goes through this descriptor, so
 	// a concurrent rename that puts another object at the name cannot
 	// redirect it.

@@ -154,20 +154,8 @@ func userXattrs(p string) []string {
 
 func diffTrees(t *testing.T, what string, got, want map[string]string) {
 	t.Helper()
-	var keys []string
-	for k := range got {
-		keys = append(keys, k)
-	}
-	for k := range want {
-		if _, ok := got[k]; !ok {
-			keys = append(keys, k)
-		}
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		if got[k] != want[k] {
-			t.Errorf("%s: %s: got %q, want %q", what, k, got[k], want[k])
-		}
+	if d := treeDiff(got, want); d != "" {
+		t.Errorf("%s:\n%s", what, d)
 	}
 }
 

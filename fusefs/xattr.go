@@ -115,12 +115,7 @@ func (n *node) xattrTarget(ctx context.Context, write bool) (at, error) {
 		_, a, _, err = n.stat()
 	}
 	if isNotFound(err) {
-		if f := n.anyFile(); f != nil {
-			fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
-			f.Close()
-			if err != nil {
-				return at{}, err
-			}
+		if fd := n.anyFD(); fd >= 0 {
 			return at{fd: fd, name: "", own: true}, nil
 		}
 	}
