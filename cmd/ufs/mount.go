@@ -68,7 +68,7 @@ func (m *mountCmd) Run() error {
 	if err := cfg.Validate(m.Mountpoint); err != nil {
 		return err
 	}
-	return m.daemonize()
+	return m.daemonize(mo.Log)
 }
 
 func readyPipe(fdStr string) *os.File {
@@ -82,7 +82,7 @@ func readyPipe(fdStr string) *os.File {
 	return os.NewFile(uintptr(fd), "ready")
 }
 
-func (m *mountCmd) daemonize() error {
+func (m *mountCmd) daemonize(logPath string) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find own executable: %w", err)
@@ -101,8 +101,8 @@ func (m *mountCmd) daemonize() error {
 	cmd.ExtraFiles = []*os.File{w}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	var logf *os.File
-	if _, mo, _ := m.config(); mo.Log != "" {
-		logf, err = os.OpenFile(mo.Log, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if logPath != "" {
+		logf, err = os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 		if err != nil {
 			w.Close()
 			return fmt.Errorf("open log: %w", err)
