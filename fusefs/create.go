@@ -71,7 +71,7 @@ func (n *node) createTarget(ctx context.Context, name string) (*target, error) {
 	t := &target{b: b, dfd: dfd, name: name}
 	var st unix.Stat_t
 	if err := sys.Fstatat(dfd, name, &st); err == nil {
-		if !isOverlayWhiteoutStat(&st) && !isXattrWhiteout(dfd, name, &st, true) {
+		if !isWhiteoutAt(dfd, name, &st) {
 			t.Close()
 			return nil, unix.EEXIST
 		}

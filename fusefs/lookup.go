@@ -98,8 +98,7 @@ func (u *Union) probe(br *branch, dfd int, name string, res *nodeState, top *uni
 	honour := br.Perm.honoursWhiteouts()
 	var st unix.Stat_t
 	err := sys.Fstatat(dfd, name, &st)
-	if err == nil && (isOverlayWhiteoutStat(&st) ||
-		(st.Mode&unix.S_IFMT == unix.S_IFREG && st.Size == 0 && isXattrWhiteout(dfd, name, &st, mayHoldXattrWhiteouts(dfd)))) {
+	if err == nil && isWhiteoutAt(dfd, name, &st) {
 		// A whiteout never shows; in a branch that does not honour
 		// whiteouts it hides nothing either.
 		if honour {

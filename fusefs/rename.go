@@ -178,7 +178,7 @@ func (n *node) rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 				if err := removeAllAt(ddir, newName, false); err != nil {
 					return err
 				}
-			case isOverlayWhiteoutStat(&st) || isXattrWhiteout(ddir, newName, &st, mayHoldXattrWhiteouts(ddir)):
+			case isWhiteoutAt(ddir, newName, &st):
 				dstWhInPlace = true
 			}
 		}

@@ -95,6 +95,18 @@ func mayHoldXattrWhiteouts(dirfd int) bool {
 	return hasXattr(dirfd, ".", whiteoutsXattrs)
 }
 
+// isWhiteoutAt reports whether the object st, name in dirfd, is an
+// overlay-format whiteout: a 0/0 device, or an empty file with the
+// overlay.whiteout attribute in a directory marked for them. The directory
+// marker is read last, only for the rare file that carries the attribute.
+func isWhiteoutAt(dirfd int, name string, st *unix.Stat_t) bool {
+	if isOverlayWhiteoutStat(st) {
+		return true
+	}
+	return st.Mode&unix.S_IFMT == unix.S_IFREG && st.Size == 0 &&
+		hasXattr(dirfd, name, whiteoutXattrs) && mayHoldXattrWhiteouts(dirfd)
+}
+
 // isXattrWhiteout reports whether the regular file name (size 0) in dirfd
 // is an overlay xattr whiteout; dirHasWhiteouts says whether its directory
 // carries the marker that makes such files possible (mayHoldXattrWhiteouts).
