@@ -20,7 +20,8 @@ import (
 )
 
 // Mount checks cfg and the mountpoint, mounts the union at mnt and starts
-// serving it. The returned server's Unmount ends it; Wait blocks until then.
+// serving it; it returns once the mount is ready. The returned server's
+// Unmount ends it; Wait blocks until then.
 // The caller should run with umask 0: the kernel has applied the callers'
 // umask to the modes it passes, and the daemon's would apply again.
 func Mount(mnt string, cfg Config, mo MountOptions) (*fuse.Server, *Union, error) {

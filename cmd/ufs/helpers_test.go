@@ -443,3 +443,11 @@ func statIDs(t testing.TB, path string) (uid, gid uint32) {
 	}
 	return st.Uid, st.Gid
 }
+
+// tail returns the last n bytes of s.
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}

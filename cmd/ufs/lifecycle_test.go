@@ -405,7 +405,7 @@ func TestForegroundLogsToStderr(t *testing.T) {
 		t.Fatal("ufs mount -f still runs 10s after ufs unmount")
 	}
 	if fg.err != nil {
-		t.Errorf("ufs mount -f: %v", fg.err)
+		t.Errorf("ufs mount -f: %v\n%s", fg.err, tail(fg.stderr.String(), 2000))
 	}
 	if !strings.Contains(fg.stderr.String(), "hello") {
 		t.Errorf("debug log on stderr does not show the lookup of hello:\n%s", fg.stderr.String())

@@ -152,10 +152,8 @@ func (m *mountCmd) serve(cfg fusefs.Config, mo fusefs.MountOptions, ready *os.Fi
 		return err
 	}
 	defer u.Close()
-	if err := srv.WaitMount(); err != nil {
-		_ = srv.Unmount()
-		return err
-	}
+	// fusefs.Mount returns once the kernel serves the mount (go-fuse's
+	// fs.Mount waits for it).
 	if ready != nil {
 		// Detach from the caller's terminal and working directory before
 		// the caller is told to go on.
