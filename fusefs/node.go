@@ -325,8 +325,15 @@ func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 
 // Open opens the object in its branch; opening for writing or with O_TRUNC
 // copies it up first.
+// openFlags are the open(2) flags Open passes on to the branch.
+const openFlags = syscall.O_ACCMODE | syscall.O_APPEND | syscall.O_NONBLOCK | syscall.O_DSYNC |
+	syscall.O_SYNC | syscall.O_DIRECT | syscall.O_LARGEFILE | syscall.O_NOATIME | syscall.O_TRUNC |
+	syscall.O_DIRECTORY | syscall.O_NOFOLLOW | syscall.O_ASYNC
+
 func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
-	flags &^= syscall.O_CREAT | syscall.O_EXCL | syscall.O_NOCTTY
+	// Only the flags open(2) defines: the kernel also passes its own
+	// markers (__FMODE_EXEC for an execve), which openat2 refuses.
+	flags &= openFlags
 	write := flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0
 	if write {
 		if err := n.copyUp(ctx); err != nil {

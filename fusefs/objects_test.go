@@ -939,3 +939,31 @@ func alignedBuf(n int) []byte {
 	}
 	return b[off : off+n]
 }
+
+// TestExec runs programs from the union: from a lower branch, after a
+// copy-up, and created in the union (execve opens with the kernel's
+// __FMODE_EXEC marker, which must not reach openat2).
+func TestExec(t *testing.T) {
+	lower := t.TempDir()
+	prog, err := os.ReadFile("/bin/true")
+	if err != nil {
+		t.Skipf("no /bin/true: %v", err)
+	}
+	for name, mode := range map[string]os.FileMode{"low": 0o755, "up": 0o644} {
+		if err := os.WriteFile(filepath.Join(lower, name), prog, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mnt := mountUnion(t, fusefs.Branch{Path: t.TempDir(), Perm: fusefs.PermRW}, fusefs.Branch{Path: lower, Perm: fusefs.PermRO})
+	if err := os.Chmod(filepath.Join(mnt, "up"), 0o755); err != nil { // copy-up
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(mnt, "new"), prog, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"low", "up", "new"} {
+		if out, err := exec.Command(filepath.Join(mnt, name)).CombinedOutput(); err != nil {
+			t.Errorf("exec %s: %v %s", name, err, out)
+		}
+	}
+}
