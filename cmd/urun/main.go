@@ -1,0 +1,95 @@
+// Command urun runs rootless containers: urun run [flags] --rootfs DIR CMD…
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/alecthomas/kong"
+	"github.com/urun-dev/urun/container"
+	"github.com/urun-dev/urun/internal/reexec"
+)
+
+// exitCodeError ends urun with a code (and a message when Err is set).
+type exitCodeError struct {
+	Code int
+	Err  error
+}
+
+func (e *exitCodeError) Error() string {
+	if e.Err == nil {
+		return fmt.Sprintf("exit status %d", e.Code)
+	}
+	return e.Err.Error()
+}
+
+type globals struct {
+	Root     string `help:"Data directory (containers' state). Default: $$XDG_DATA_HOME/urun or ~/.local/share/urun." placeholder:"DIR"`
+	LogLevel string `help:"Log level: debug, info, warn, error." default:"warn" enum:"debug,info,warn,error"`
+}
+
+type cli struct {
+	globals
+	Run runCmd `cmd:"" help:"Run a command in a new container."`
+}
+
+func main() {
+	container.Register()
+	if reexec.Init() {
+		return
+	}
+	os.Exit(run(os.Args[1:]))
+}
+
+// run parses args, runs the command and returns the exit code: the
+// single exit point that prints errors.
+func run(args []string) int {
+	var c cli
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	parser, err := kong.New(&c,
+		kong.Name("urun"),
+		kong.Description("Rootless containers: the root filesystem is a ufs union, the process runs in new user (subuid-mapped), mount, pid, ipc, uts, cgroup and network namespaces."),
+		kong.BindTo(ctx, (*context.Context)(nil)),
+		kong.Bind(&c.globals),
+		kong.UsageOnError(),
+		kong.Exit(func(code int) {
+			if code != 0 {
+				code = container.ExitSetup
+			}
+			os.Exit(code)
+		}),
+	)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "Error: %v\n", err)
+		return container.ExitSetup
+	}
+	k, err := parser.Parse(args)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "Error: %v\n", err)
+		return container.ExitSetup
+	}
+	err = k.Run()
+	var ec *exitCodeError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ec):
+		if ec.Err != nil {
+			fmt.Fprintf(os.Stderr, "Error: %v\n", ec.Err)
+		}
+		return ec.Code
+	default:
+		fmt.Fprintf(os.Stderr, "Error: %v\n", err)
+		return container.ExitSetup
+	}
+}
+
+func (g *globals) logger() *slog.Logger {
+	var lvl slog.Level
+	lvl.UnmarshalText([]byte(g.LogLevel))
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+}

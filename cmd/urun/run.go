@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/urun-dev/urun/container"
+	"github.com/urun-dev/urun/userns"
+)
+
+type runCmd struct {
+	Rootfs      []string `help:"Root filesystem directory; repeat to stack layers, topmost first." placeholder:"DIR" required:""`
+	Env         []string `short:"e" help:"Set an environment variable (KEY=VALUE, or KEY to copy it from urun's environment)." placeholder:"KEY=VALUE"`
+	EnvFile     []string `help:"Read environment variables from a file (KEY=VALUE lines)." placeholder:"FILE"`
+	Workdir     string   `short:"w" help:"Working directory inside the container (created if missing)." placeholder:"DIR"`
+	User        string   `short:"u" help:"User (name or uid) and optional group to run as." placeholder:"USER[:GROUP]"`
+	Hostname    string   `help:"Container host name (default: the first 12 digits of its id)."`
+	Interactive bool     `short:"i" help:"Keep stdin open."`
+	TTY         bool     `short:"t" name:"tty" help:"Allocate a pseudo-terminal."`
+	Rm          bool     `help:"Remove the container when it exits."`
+	Name        string   `help:"Name of the container (unique)."`
+	Init        bool     `help:"Run urun's minimal init as pid 1: it forwards signals and reaps zombies."`
+	CapAdd      []string `help:"Add capabilities (or ALL)." placeholder:"CAP"`
+	CapDrop     []string `help:"Drop capabilities (or ALL)." placeholder:"CAP"`
+	SecurityOpt []string `help:"Security options: no-new-privileges, seccomp=unconfined." placeholder:"OPT"`
+	Privileged  bool     `help:"All capabilities, no seccomp filter, no masked paths, host devices (as far as rootless allows)."`
+	ReadOnly    bool     `help:"Mount the root filesystem read-only (tmpfs on /tmp, /var/tmp, /run)."`
+	Volume      []string `short:"v" help:"Bind mount a host path." placeholder:"HOST:CTR[:ro]"`
+	Tmpfs       []string `help:"Mount a tmpfs." placeholder:"PATH[:OPTS]"`
+	Network     string   `name:"network" aliases:"net" help:"Network: none (loopback only) or host." default:"none"`
+	Userns      string   `help:"User namespace mode: \"\" (you are root inside) or keep-id (you keep your uid)." placeholder:"MODE"`
+
+	Command []string `arg:"" passthrough:"" help:"Command and arguments."`
+}
+
+func (r *runCmd) Run(ctx context.Context, g *globals) error {
+	c, opts, err := r.config(g)
+	if err != nil {
+		return &exitCodeError{Code: container.ExitSetup, Err: err}
+	}
+	code, err := container.Run(ctx, c, opts)
+	if err != nil {
+		return &exitCodeError{Code: code, Err: err}
+	}
+	if code != 0 {
+		return &exitCodeError{Code: code}
+	}
+	return nil
+}
+
+// config turns the flags into a container configuration.
+func (r *runCmd) config(g *globals) (*container.Config, container.RunOptions, error) {
+	c := &container.Config{
+		Args:        r.Command,
+		Workdir:     r.Workdir,
+		User:        r.User,
+		Hostname:    r.Hostname,
+		Interactive: r.Interactive,
+		TTY:         r.TTY,
+		Remove:      r.Rm,
+		Name:        r.Name,
+		Init:        r.Init,
+		CapAdd:      r.CapAdd,
+		CapDrop:     r.CapDrop,
+		Privileged:  r.Privileged,
+		ReadOnly:    r.ReadOnly,
+		Network:     r.Network,
+	}
+	opts := container.RunOptions{Root: g.Root, Logger: g.logger()}
+	for _, l := range r.Rootfs {
+		abs, err := filepath.Abs(l)
+		if err != nil {
+			return nil, opts, err
+		}
+		c.Layers = append(c.Layers, abs)
+	}
+	if c.Workdir != "" && !filepath.IsAbs(c.Workdir) {
+		return nil, opts, fmt.Errorf("--workdir %q: must be an absolute path", c.Workdir)
+	}
+	for _, f := range r.EnvFile {
+		fh, err := os.Open(f)
+		if err != nil {
+			return nil, opts, fmt.Errorf("--env-file: %w", err)
+		}
+		env, err := container.ParseEnvFile(fh, f, os.LookupEnv)
+		fh.Close()
+		if err != nil {
+			return nil, opts, err
+		}
+		c.Env = append(c.Env, env...)
+	}
+	env, err := container.ParseEnv(r.Env, os.LookupEnv)
+	if err != nil {
+		return nil, opts, err
+	}
+	c.Env = append(c.Env, env...)
+	for _, v := range r.Volume {
+		m, err := container.ParseVolume(v)
+		if err != nil {
+			return nil, opts, err
+		}
+		c.Mounts = append(c.Mounts, m)
+	}
+	for _, v := range r.Tmpfs {
+		m, err := container.ParseTmpfs(v)
+		if err != nil {
+			return nil, opts, err
+		}
+		c.Mounts = append(c.Mounts, m)
+	}
+	for _, o := range r.SecurityOpt {
+		switch {
+		case o == "no-new-privileges" || o == "no-new-privileges=true" || o == "no-new-privileges:true":
+			c.NoNewPrivs = true
+		case o == "seccomp=unconfined" || o == "seccomp:unconfined":
+			c.Unconfined = true
+		case strings.HasPrefix(o, "label=") || strings.HasPrefix(o, "apparmor="):
+			// No SELinux/AppArmor here; accepted like podman on such hosts.
+		default:
+			return nil, opts, fmt.Errorf("--security-opt %q: supported: no-new-privileges, seccomp=unconfined", o)
+		}
+	}
+	switch r.Userns {
+	case "", "host":
+	case "keep-id":
+		opts.Mode = userns.ModeKeepID
+	default:
+		return nil, opts, fmt.Errorf("--userns %q: supported: keep-id", r.Userns)
+	}
+	return c, opts, nil
+}

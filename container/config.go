@@ -1,0 +1,88 @@
+package container
+
+import (
+	"fmt"
+
+	"github.com/urun-dev/urun/userns"
+)
+
+// Config is everything needed to run one container. It travels as JSON
+// from the CLI to the monitor and from the monitor to the container's init.
+type Config struct {
+	// ID is the container's 64-hex-digit identifier; Name its unique name.
+	ID, Name string
+	// StateDir holds the container's files: upper, work, merged (the
+	// rootfs mountpoint), the generated /etc files and the lock.
+	StateDir string
+	// Layers are the read-only directories of the rootfs, topmost first.
+	Layers []string
+	// ReadOnly mounts the rootfs without a writable upper (--read-only);
+	// /tmp, /var/tmp and /run then get tmpfs mounts, as in podman.
+	ReadOnly bool
+	// Upper and Work, when set, are the writable upper branch and its work
+	// directory (taken from an image store); otherwise they live in
+	// StateDir.
+	Upper, Work string
+
+	// Args is the command and its arguments; Env the environment
+	// (KEY=VALUE) before the user's HOME is filled in.
+	Args []string
+	Env  []string
+	// Workdir is the working directory inside ("" means /).
+	Workdir string
+	// User is -u USER[:GROUP] ("" means root).
+	User     string
+	Hostname string
+	Mounts   []Mount
+	// Network is "none" (a new network namespace with loopback up) or
+	// "host".
+	Network string
+
+	// TTY allocates a pseudo-terminal; Interactive keeps stdin open.
+	TTY, Interactive bool
+	// Init runs urun's minimal init as pid 1 (--init).
+	Init bool
+
+	// CapAdd and CapDrop adjust the default capability set.
+	CapAdd, CapDrop []string
+	// NoNewPrivs sets no_new_privs before exec.
+	NoNewPrivs bool
+	// Unconfined turns the default seccomp filter off.
+	Unconfined bool
+	// Privileged gives every capability, no seccomp filter, no masked
+	// or read-only paths, and host devices (as far as rootless allows).
+	Privileged bool
+	// Remove deletes the container's state when it ends (--rm).
+	Remove bool
+
+	// Maps are the user namespace's id maps (for the devpts gid and the
+	// owner of files urun creates).
+	Maps userns.Maps
+}
+
+// Mount is a bind mount (-v) or a tmpfs (--tmpfs) inside the container.
+type Mount struct {
+	// Type is "bind" or "tmpfs".
+	Type        string
+	Source      string // host path for bind
+	Destination string // absolute path inside
+	ReadOnly    bool
+	// Options are the tmpfs data options (size=, mode=) or extra flags.
+	Options []string
+}
+
+// Validate checks what can be checked before any namespace exists.
+func (c *Config) Validate() error {
+	if len(c.Args) == 0 {
+		return fmt.Errorf("no command given: name one after the image or rootfs (for example: urun run --rootfs DIR /bin/sh)")
+	}
+	if len(c.Layers) == 0 {
+		return fmt.Errorf("no root filesystem: give --rootfs DIR")
+	}
+	switch c.Network {
+	case "", "none", "host":
+	default:
+		return fmt.Errorf("--network %q: only none and host are supported", c.Network)
+	}
+	return nil
+}

@@ -1,0 +1,180 @@
+package container
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/urun-dev/urun/internal/reexec"
+	"github.com/urun-dev/urun/userns"
+	"golang.org/x/sys/unix"
+)
+
+// RunOptions are the CLI side's settings of Run.
+type RunOptions struct {
+	// Root is urun's data directory (DefaultRoot when empty).
+	Root string
+	// Mode maps the caller to root (default) or to its own id (keep-id).
+	Mode userns.Mode
+	// Stdin, Stdout and Stderr default to the process's own.
+	Stdin, Stdout, Stderr *os.File
+	Logger                *slog.Logger
+}
+
+// Run runs the container c to its end and returns the exit code urun
+// should end with: the command's own, 126/127 when it cannot be run, 125
+// with an error when urun failed, 128+N when signal N killed it.
+func Run(ctx context.Context, c *Config, o RunOptions) (int, error) {
+	if err := c.Validate(); err != nil {
+		return ExitSetup, err
+	}
+	for _, l := range c.Layers {
+		st, err := os.Stat(l)
+		if err != nil {
+			return ExitSetup, fmt.Errorf("rootfs: %w", err)
+		}
+		if !st.IsDir() {
+			return ExitSetup, fmt.Errorf("rootfs %s: not a directory", l)
+		}
+	}
+	if err := checkFUSE(); err != nil {
+		return ExitSetup, err
+	}
+	if err := userns.Check(); err != nil {
+		return ExitSetup, err
+	}
+	if o.Root == "" {
+		root, err := DefaultRoot()
+		if err != nil {
+			return ExitSetup, err
+		}
+		o.Root = root
+	}
+	if o.Stdin == nil {
+		o.Stdin = os.Stdin
+	}
+	if o.Stdout == nil {
+		o.Stdout = os.Stdout
+	}
+	if o.Stderr == nil {
+		o.Stderr = os.Stderr
+	}
+	maps, err := userns.Plan(userns.Config{Mode: o.Mode, Logger: o.Logger})
+	if err != nil {
+		return ExitSetup, err
+	}
+	c.Maps = maps
+	if c.ID == "" {
+		c.ID = NewID()
+	}
+	if err := create(o.Root, c); err != nil {
+		return ExitSetup, err
+	}
+	lock, err := lockState(c.StateDir, true)
+	if err != nil {
+		removeState(o.Root, c)
+		return ExitSetup, err
+	}
+	defer lock.Close()
+
+	cmd := reexec.Command(entryMonitor, "urun-monitor")
+	cmd.Stdout, cmd.Stderr = o.Stdout, o.Stderr
+	if c.Interactive && !c.TTY {
+		cmd.Stdin = o.Stdin
+	} else {
+		devnull, err := os.Open(os.DevNull)
+		if err != nil {
+			return ExitSetup, err
+		}
+		defer devnull.Close()
+		cmd.Stdin = devnull
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNS, Pdeathsig: unix.SIGKILL}
+	write, err := sendConfig(cmd, c)
+	if err != nil {
+		return ExitSetup, err
+	}
+	passFile(cmd, envLockFD, lock)
+	var console *consoleSocket
+	if c.TTY {
+		if console, err = newConsoleSocket(); err != nil {
+			return ExitSetup, err
+		}
+		defer console.local.Close()
+		passFile(cmd, envConsoleFD, console.remote)
+	}
+	sigs := make(chan os.Signal, 8)
+	notified := forwarded
+	if c.TTY {
+		notified = forwarded[:len(forwarded)-1] // SIGWINCH resizes the terminal instead
+	}
+	signal.Notify(sigs, notified...)
+	defer signal.Stop(sigs)
+	if err := userns.Start(cmd, maps); err != nil {
+		removeState(o.Root, c)
+		return ExitSetup, err
+	}
+	if console != nil {
+		console.remote.Close()
+	}
+	if err := write(); err != nil {
+		cmd.Process.Kill()
+	}
+	go func() {
+		for s := range sigs {
+			cmd.Process.Signal(s)
+		}
+	}()
+	var relay *ttyRelay
+	relayed := make(chan struct{})
+	if console != nil {
+		go func() {
+			defer close(relayed)
+			master, err := console.receive()
+			if err != nil || master == nil {
+				return
+			}
+			relay = startRelay(master, o.Stdin, o.Stdout, c.Interactive)
+		}()
+	} else {
+		close(relayed)
+	}
+	go func() {
+		<-ctx.Done()
+		cmd.Process.Kill()
+	}()
+	err = cmd.Wait()
+	if console != nil {
+		console.local.Close()
+		<-relayed
+		if relay != nil {
+			relay.stop()
+		}
+	}
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		return ExitSetup, err
+	}
+	return exitCode(cmd.ProcessState.Sys().(syscall.WaitStatus)), nil
+}
+
+// checkFUSE says how to get access to /dev/fuse when it is missing.
+func checkFUSE() error {
+	f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("open /dev/fuse: %w: load the fuse module (sudo modprobe fuse)", err)
+		}
+		return fmt.Errorf("open /dev/fuse: %w: the rootfs is served by FUSE from a user namespace, which needs /dev/fuse readable and writable by you (sudo chmod 0666 /dev/fuse)", err)
+	}
+	f.Close()
+	return nil
+}
+
+var _ = filepath.Join

@@ -1,0 +1,16 @@
+// Package userns puts a process into a new user namespace mapped from the
+// caller's subordinate id ranges, the way podman does rootless: container
+// root is the caller, ids 1…N are the ranges from /etc/subuid and
+// /etc/subgid, written by the distribution's setuid newuidmap/newgidmap.
+// Without a range it falls back to a single-id map (container root only).
+//
+// The model: the parent starts a child (a re-exec of this binary, see
+// internal/reexec) with CLONE_NEWUSER plus whatever other namespaces it
+// wants, writes the child's maps while the child waits on a sync pipe, then
+// releases it. The child calls WaitMapped first thing.
+//
+// Errors: every failure names what was tried and how to fix it (the sysctl
+// that disables user namespaces, the package that holds newuidmap, the
+// /etc/subuid line to add); the underlying errno stays matchable with
+// errors.Is.
+package userns

@@ -1,0 +1,94 @@
+package userns
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestParseSubIDs(t *testing.T) {
+	const file = `# comment
+alice:100000:65536
+
+bob:200000:1000
+1000:300000:10
+alice:400000:5
+`
+	tests := []struct {
+		name string
+		id   uint32
+		want []Range
+	}{
+		{"alice", 999, []Range{{100000, 65536}, {400000, 5}}},
+		{"bob", 1001, []Range{{200000, 1000}}},
+		{"carol", 1000, []Range{{300000, 10}}},
+		{"dave", 5, nil},
+	}
+	for _, tc := range tests {
+		got, err := ParseSubIDs(strings.NewReader(file), tc.name, tc.id)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	for _, bad := range []string{"alice:1", "alice:x:1", "alice:1:0", "alice:4294967295:2"} {
+		if _, err := ParseSubIDs(strings.NewReader(bad), "alice", 1); err == nil || !strings.Contains(err.Error(), "line 1") {
+			t.Errorf("%q: err %v, want a line-1 error", bad, err)
+		}
+	}
+}
+
+func TestBuild(t *testing.T) {
+	subs := []Range{{100000, 65536}}
+	tests := []struct {
+		name string
+		mode Mode
+		id   uint32
+		subs []Range
+		want []Mapping
+	}{
+		{"root", ModeRoot, 1000, subs, []Mapping{{0, 1000, 1}, {1, 100000, 65536}}},
+		{"root two ranges", ModeRoot, 1000, []Range{{100000, 10}, {200000, 5}},
+			[]Mapping{{0, 1000, 1}, {1, 100000, 10}, {11, 200000, 5}}},
+		{"root alone", ModeRoot, 1000, nil, []Mapping{{0, 1000, 1}}},
+		{"keep-id", ModeKeepID, 1000, subs,
+			[]Mapping{{1000, 1000, 1}, {0, 100000, 1000}, {1001, 101000, 64536}}},
+		{"keep-id alone", ModeKeepID, 1000, nil, []Mapping{{1000, 1000, 1}}},
+		{"keep-id split ranges", ModeKeepID, 5, []Range{{100, 3}, {200, 4}},
+			[]Mapping{{5, 5, 1}, {0, 100, 3}, {3, 200, 2}, {6, 202, 2}}},
+	}
+	for _, tc := range tests {
+		got := Build(tc.mode, tc.id, tc.subs)
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
+		}
+		if Size(got) != Size(tc.want) {
+			t.Errorf("%s: size %d", tc.name, Size(got))
+		}
+	}
+}
+
+func TestParseMapAndToHost(t *testing.T) {
+	m, err := ParseMap(strings.NewReader("         0       1000          1\n         1     100000      65536\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Mapping{{0, 1000, 1}, {1, 100000, 65536}}
+	if !reflect.DeepEqual(m, want) {
+		t.Fatalf("got %v", m)
+	}
+	for _, tc := range []struct {
+		c, h uint32
+		ok   bool
+	}{{0, 1000, true}, {1, 100000, true}, {65536, 165535, true}, {65537, 0, false}} {
+		h, ok := ToHost(m, tc.c)
+		if h != tc.h || ok != tc.ok {
+			t.Errorf("ToHost(%d) = %d,%v want %d,%v", tc.c, h, ok, tc.h, tc.ok)
+		}
+	}
+	if _, err := ParseMap(strings.NewReader("0 1\n")); err == nil {
+		t.Error("short line accepted")
+	}
+}
