@@ -2,9 +2,7 @@ package capability
 
 import (
 	"bytes"
-	"encoding/json"
 	"os"
-	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -35,20 +33,12 @@ func runApply(t *testing.T, ns userNS, req applyRequest) (before, after Sets, fa
 	t.Helper()
 	testutil.Integration(t)
 	testutil.RequireUserNS(t)
-	b, err := json.Marshal(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.CommandContext(t.Context(), "/proc/self/exe", "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"=apply", helperEnv+"_REQ="+string(b))
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags:                 syscall.CLONE_NEWUSER,
-		UidMappings:                ns.uids,
-		GidMappings:                ns.gids,
-		GidMappingsEnableSetgroups: ns.setgroups,
-		AmbientCaps:                ns.ambient,
-		Pdeathsig:                  syscall.SIGKILL,
-	}
+	cmd := testutil.HelperCommand(t, helperEnv, "apply", req)
+	cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWUSER
+	cmd.SysProcAttr.UidMappings = ns.uids
+	cmd.SysProcAttr.GidMappings = ns.gids
+	cmd.SysProcAttr.GidMappingsEnableSetgroups = ns.setgroups
+	cmd.SysProcAttr.AmbientCaps = ns.ambient
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -61,7 +51,8 @@ func runApply(t *testing.T, ns userNS, req applyRequest) (before, after Sets, fa
 	if !ok {
 		t.Fatalf("helper output has no exec marker:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
 	}
-	if before, err = ParseStatus(strings.NewReader(pre)); err != nil {
+	before, err := ParseStatus(strings.NewReader(pre))
+	if err != nil {
 		t.Fatal(err)
 	}
 	if after, err = ParseStatus(strings.NewReader(post)); err != nil {
