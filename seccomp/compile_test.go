@@ -140,6 +140,8 @@ func TestDefaultProfile(t *testing.T) {
 		{def, sys("mount"), eperm},
 		{admin, sys("mount"), allow},
 		{def, sys("umount2"), eperm},
+		{def, sys("pivot_root"), eperm},
+		{admin, sys("pivot_root"), eperm}, // moby names it nowhere
 		{def, sys("unshare", unix.CLONE_NEWUSER), eperm},
 		{admin, sys("unshare", unix.CLONE_NEWUSER), allow},
 		{def, sys("setns"), eperm},
