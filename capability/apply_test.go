@@ -1,69 +1,93 @@
-package capability
+package capability_test
 
 import (
 	"bytes"
 	"os"
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
 
+	"github.com/urun-dev/urun/capability"
 	"github.com/urun-dev/urun/internal/testutil"
+	"github.com/urun-dev/urun/userns"
 )
 
-// userNS describes the user namespace a helper runs in.
-type userNS struct {
-	uids, gids []syscall.SysProcIDMap
-	setgroups  bool
-	ambient    []uintptr // capabilities the helper keeps through its execve
-}
-
-// rootNS maps uid/gid 0 inside to the caller: works as root and as an
-// unprivileged user.
-func rootNS() userNS {
-	return userNS{
-		uids: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Geteuid(), Size: 1}},
-		gids: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getegid(), Size: 1}},
-	}
-}
-
-// runApply runs the apply helper in ns and returns the capabilities it
-// reported before execve and those the exec'd cat saw, or the helper's
-// error output when it failed.
-func runApply(t *testing.T, ns userNS, req applyRequest) (before, after Sets, failure string) {
+// helperCmd returns the apply helper's command for req; its output goes to
+// the buffers returned.
+func helperCmd(t *testing.T, req applyRequest) (cmd *exec.Cmd, stdout, stderr *bytes.Buffer) {
 	t.Helper()
 	testutil.Integration(t)
 	testutil.RequireUserNS(t)
-	cmd := testutil.HelperCommand(t, helperEnv, "apply", req)
-	cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWUSER
-	cmd.SysProcAttr.UidMappings = ns.uids
-	cmd.SysProcAttr.GidMappings = ns.gids
-	cmd.SysProcAttr.GidMappingsEnableSetgroups = ns.setgroups
-	cmd.SysProcAttr.AmbientCaps = ns.ambient
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
+	cmd = testutil.EntryCommand(t, applyEntry, req)
+	stdout, stderr = new(bytes.Buffer), new(bytes.Buffer)
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	return cmd, stdout, stderr
+}
+
+// result parses what the helper reported: the capabilities it had after
+// Apply and those the exec'd cat saw, or its error output if Apply failed.
+func result(t *testing.T, runErr error, stdout, stderr *bytes.Buffer) (before, after capability.Sets, failure string) {
+	t.Helper()
+	if runErr != nil {
 		if strings.Contains(stderr.String(), "ERR:") {
-			return Sets{}, Sets{}, stderr.String()
+			return before, after, stderr.String()
 		}
-		t.Fatalf("helper: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+		t.Fatalf("helper: %v\nstdout:\n%s\nstderr:\n%s", runErr, stdout, stderr)
 	}
 	pre, post, ok := strings.Cut(stdout.String(), execMarker+"\n")
 	if !ok {
-		t.Fatalf("helper output has no exec marker:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+		t.Fatalf("helper output has no exec marker:\n%s\nstderr:\n%s", stdout, stderr)
 	}
-	before, err := ParseStatus(strings.NewReader(pre))
+	before, err := capability.ParseStatus(strings.NewReader(pre))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if after, err = ParseStatus(strings.NewReader(post)); err != nil {
+	if after, err = capability.ParseStatus(strings.NewReader(post)); err != nil {
 		t.Fatal(err)
 	}
 	return before, after, ""
 }
 
-func mustAll(t *testing.T) Set {
+// runMapped runs the helper in a new user namespace with maps m, written by
+// userns.Start (newuidmap/newgidmap for an unprivileged caller).
+func runMapped(t *testing.T, m userns.Maps, req applyRequest) (before, after capability.Sets, failure string) {
 	t.Helper()
-	all, err := All()
+	cmd, stdout, stderr := helperCmd(t, req)
+	err := userns.Start(cmd, m)
+	if err == nil {
+		err = cmd.Wait()
+	}
+	return result(t, err, stdout, stderr)
+}
+
+// selfMaps maps uid/gid 0 inside to the caller alone.
+func selfMaps() userns.Maps {
+	return userns.Maps{
+		UID: []userns.Mapping{{ContainerID: 0, HostID: uint32(os.Geteuid()), Size: 1}},
+		GID: []userns.Mapping{{ContainerID: 0, HostID: uint32(os.Getegid()), Size: 1}},
+	}
+}
+
+// userMaps maps root to the caller and ids from 1 up to the subordinate
+// ranges, as urun does; it skips t where uid/gid 1000 cannot be mapped.
+func userMaps(t *testing.T) userns.Maps {
+	t.Helper()
+	m, err := userns.Plan(userns.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, uok := userns.ToHost(m.UID, 1000)
+	_, gok := userns.ToHost(m.GID, 1000)
+	if !uok || !gok {
+		t.Skip("uid/gid 1000 cannot be mapped: no subordinate ids for this user in /etc/subuid and /etc/subgid (make test-rootless sets them up)")
+	}
+	return m
+}
+
+func mustAll(t *testing.T) capability.Set {
+	t.Helper()
+	all, err := capability.All()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,18 +96,17 @@ func mustAll(t *testing.T) Set {
 
 func TestApplyRootInUserNS(t *testing.T) {
 	all := mustAll(t)
-	netOnly, err := Resolve(Default(), []string{"NET_ADMIN", "sys_admin"}, []string{"ALL"})
+	netOnly, err := capability.Resolve(capability.Default(), []string{"NET_ADMIN", "sys_admin"}, []string{"ALL"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
 		name string
-		set  Set
-	}{{"default", Default()}, {"drop-all-add-two", netOnly}, {"all", all}, {"none", 0}} {
-		set := tc.set
+		set  capability.Set
+	}{{"default", capability.Default()}, {"drop-all-add-two", netOnly}, {"all", all}, {"none", 0}} {
 		t.Run(tc.name, func(t *testing.T) {
-			want := Sets{Bounding: set, Effective: set, Permitted: set}
-			before, after, fail := runApply(t, rootNS(), applyRequest{Sets: ForRoot(set), Prepare: true, UID: -1})
+			want := capability.Sets{Bounding: tc.set, Effective: tc.set, Permitted: tc.set}
+			before, after, fail := runMapped(t, selfMaps(), applyRequest{Sets: capability.ForRoot(tc.set), Prepare: true, UID: -1})
 			if fail != "" {
 				t.Fatal(fail)
 			}
@@ -97,24 +120,45 @@ func TestApplyRootInUserNS(t *testing.T) {
 	}
 }
 
-// TestApplyUserInUserNS runs the helper as uid 1000 of its user namespace
-// from the start, holding every capability as ambient (so it works without
-// subordinate ids): Apply must leave a non-root process with no capability
-// but those of --cap-add, and those must survive its execve.
-func TestApplyUserInUserNS(t *testing.T) {
-	all := mustAll(t)
-	var ambient []uintptr
-	for _, c := range all.List() {
-		ambient = append(ambient, uintptr(c))
+// userSets returns the sets of a non-root user given --cap-add add on top
+// of the default set.
+func userSets(t *testing.T, add []string) capability.Sets {
+	t.Helper()
+	set, err := capability.Resolve(capability.Default(), add, nil)
+	if err != nil {
+		t.Fatal(err)
 	}
-	ns := userNS{
-		uids:    []syscall.SysProcIDMap{{ContainerID: 1000, HostID: os.Geteuid(), Size: 1}},
-		gids:    []syscall.SysProcIDMap{{ContainerID: 1000, HostID: os.Getegid(), Size: 1}},
-		ambient: ambient,
+	sets, err := capability.ForUser(set, add)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sets
+}
+
+// TestApplyUserInUserNS runs the helper as uid 1000 of its user namespace
+// from the start (the caller's only id), holding every capability as
+// ambient: Apply must leave a non-root process with no capability but
+// those of --cap-add, and those must survive its execve.
+func TestApplyUserInUserNS(t *testing.T) {
+	var ambient []uintptr
+	for _, c := range mustAll(t).List() {
+		ambient = append(ambient, uintptr(c))
 	}
 	for _, add := range [][]string{nil, {"NET_BIND_SERVICE"}, {"CAP_KILL", "net_admin"}} {
 		t.Run(strings.Join(add, ","), func(t *testing.T) {
-			after := checkUser(t, ns, add, applyRequest{UID: -1})
+			sets := userSets(t, add)
+			cmd, stdout, stderr := helperCmd(t, applyRequest{Sets: sets, UID: -1})
+			cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWUSER
+			cmd.SysProcAttr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 1000, HostID: os.Geteuid(), Size: 1}}
+			cmd.SysProcAttr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 1000, HostID: os.Getegid(), Size: 1}}
+			cmd.SysProcAttr.AmbientCaps = ambient
+			before, after, fail := result(t, cmd.Run(), stdout, stderr)
+			if fail != "" {
+				t.Fatal(fail)
+			}
+			if before != sets || after != sets {
+				t.Errorf("want %v\nafter Apply:  %v\nafter execve: %v", sets, before, after)
+			}
 			if len(add) == 0 && (after.Effective|after.Permitted|after.Ambient|after.Inheritable) != 0 {
 				t.Errorf("a non-root user without --cap-add kept capabilities: %v", after)
 			}
@@ -122,47 +166,19 @@ func TestApplyUserInUserNS(t *testing.T) {
 	}
 }
 
-// checkUser applies the sets of a non-root user given --cap-add add (on
-// top of the default set) in the helper run as req says, and checks them
-// before and after the helper's execve.
-func checkUser(t *testing.T, ns userNS, add []string, req applyRequest) (after Sets) {
-	t.Helper()
-	set, err := Resolve(Default(), add, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Sets, err = ForUser(set, add)
-	if err != nil {
-		t.Fatal(err)
-	}
-	before, after, fail := runApply(t, ns, req)
-	if fail != "" {
-		t.Fatal(fail)
-	}
-	if before != req.Sets || after != req.Sets {
-		t.Errorf("want %v\nafter Apply:  %v\nafter execve: %v", req.Sets, before, after)
-	}
-	return after
-}
-
-// idNS maps 0 to root (so the helper can exec the test binary wherever go
-// test put it) and uid/gid 1000 to a subordinate id.
-func idNS() userNS {
-	return userNS{
-		uids:      []syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: 1}, {ContainerID: 1000, HostID: 101000, Size: 1}},
-		gids:      []syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: 1}, {ContainerID: 1000, HostID: 101000, Size: 1}},
-		setgroups: true,
-	}
-}
-
 // TestApplyAfterSetresuid is the container init's real order for a non-root
 // user: root of the user namespace, Prepare, setresuid(1000), Apply.
-// Mapping two ids needs root (an unprivileged user needs newuidmap).
 func TestApplyAfterSetresuid(t *testing.T) {
-	testutil.RequireRoot(t)
 	for _, add := range [][]string{nil, {"NET_BIND_SERVICE"}, {"ALL"}} {
 		t.Run(strings.Join(add, ","), func(t *testing.T) {
-			checkUser(t, idNS(), add, applyRequest{Prepare: true, UID: 1000, GID: 1000})
+			sets := userSets(t, add)
+			before, after, fail := runMapped(t, userMaps(t), applyRequest{Sets: sets, Prepare: true, UID: 1000, GID: 1000})
+			if fail != "" {
+				t.Fatal(fail)
+			}
+			if before != sets || after != sets {
+				t.Errorf("want %v\nafter Apply:  %v\nafter execve: %v", sets, before, after)
+			}
 		})
 	}
 }
@@ -170,17 +186,11 @@ func TestApplyAfterSetresuid(t *testing.T) {
 // TestApplyWithoutPrepare shows why Prepare exists: after a setresuid to a
 // non-root user the thread has lost CAP_SETPCAP and Apply says so.
 func TestApplyWithoutPrepare(t *testing.T) {
-	testutil.RequireRoot(t)
-	sets, err := ForUser(Default(), []string{"NET_BIND_SERVICE"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _, fail := runApply(t, idNS(), applyRequest{Sets: sets, UID: 1000, GID: 1000})
+	_, _, fail := runMapped(t, userMaps(t), applyRequest{Sets: userSets(t, []string{"NET_BIND_SERVICE"}), UID: 1000, GID: 1000})
 	if !strings.Contains(fail, "permitted set lacks CAP_NET_BIND_SERVICE") || !strings.Contains(fail, "capability.Prepare") {
 		t.Errorf("Apply without Prepare: want an error naming the missing capability and Prepare, got %q", fail)
 	}
-	sets, _ = ForUser(Default(), nil)
-	_, _, fail = runApply(t, idNS(), applyRequest{Sets: sets, UID: 1000, GID: 1000})
+	_, _, fail = runMapped(t, userMaps(t), applyRequest{Sets: userSets(t, nil), UID: 1000, GID: 1000})
 	if !strings.Contains(fail, "needs CAP_SETPCAP") || !strings.Contains(fail, "operation not permitted") {
 		t.Errorf("bounding drop without Prepare: want EPERM naming CAP_SETPCAP, got %q", fail)
 	}
@@ -188,11 +198,11 @@ func TestApplyWithoutPrepare(t *testing.T) {
 
 func TestCurrentAndBounding(t *testing.T) {
 	testutil.Integration(t)
-	st, err := Current()
+	st, err := capability.Current()
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := Bounding()
+	b, err := capability.Bounding()
 	if err != nil {
 		t.Fatal(err)
 	}

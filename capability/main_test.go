@@ -1,54 +1,61 @@
-package capability
+package capability_test
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"runtime"
 	"syscall"
 	"testing"
+
+	"github.com/urun-dev/urun/capability"
+	"github.com/urun-dev/urun/internal/reexec"
+	"github.com/urun-dev/urun/internal/testutil"
+	"github.com/urun-dev/urun/userns"
 )
 
-// helperEnv turns the test binary into the in-namespace child: TestMain
-// runs the helper named by it instead of the tests.
-const helperEnv = "URUN_CAPABILITY_TEST_HELPER"
+// applyEntry is the reexec entry point of the helper that applies
+// capabilities in a user namespace and execs cat of its own status.
+const applyEntry = "capability-test-apply"
 
 // execMarker separates the helper's own report of its capabilities from the
 // output of the program it execs.
 const execMarker = "--- exec ---"
 
+var _ = registered()
+
+func registered() bool {
+	reexec.Register(applyEntry, func() { os.Exit(runApplyHelper()) })
+	return true
+}
+
 func TestMain(m *testing.M) {
-	if name := os.Getenv(helperEnv); name != "" {
-		os.Exit(runHelper(name))
-	}
+	reexec.Init()
 	os.Exit(m.Run())
 }
 
-// applyRequest is what the "apply" helper is asked to do.
+// applyRequest is what the apply helper is asked to do.
 type applyRequest struct {
-	Sets    Sets
+	Sets    capability.Sets
 	Prepare bool
 	UID     int // -1: stay
 	GID     int
 }
 
-func runHelper(name string) int {
-	switch name {
-	case "apply":
-		var req applyRequest
-		if err := json.Unmarshal([]byte(os.Getenv(helperEnv+"_REQ")), &req); err != nil {
-			fmt.Fprintln(os.Stderr, "helper: bad request:", err)
-			return 2
-		}
-		if err := helperApply(req); err != nil {
-			fmt.Fprintln(os.Stderr, "ERR:", err)
-			return 3
-		}
-		return 0 // not reached: helperApply execs
-	default:
-		fmt.Fprintln(os.Stderr, "unknown helper", name)
+func runApplyHelper() int {
+	if err := userns.WaitMapped(); err != nil {
+		fmt.Fprintln(os.Stderr, "helper:", err)
 		return 2
 	}
+	var req applyRequest
+	if err := testutil.Request(&req); err != nil {
+		fmt.Fprintln(os.Stderr, "helper:", err)
+		return 2
+	}
+	if err := helperApply(req); err != nil {
+		fmt.Fprintln(os.Stderr, "ERR:", err)
+		return 3
+	}
+	return 0 // not reached: helperApply execs
 }
 
 // helperApply follows the container init's order: lock, Prepare, switch
@@ -56,25 +63,19 @@ func runHelper(name string) int {
 func helperApply(req applyRequest) error {
 	runtime.LockOSThread()
 	if req.Prepare {
-		if err := Prepare(); err != nil {
+		if err := capability.Prepare(); err != nil {
 			return err
 		}
 	}
 	if req.UID >= 0 {
-		if err := syscall.Setgroups(nil); err != nil {
-			return fmt.Errorf("setgroups: %w", err)
-		}
-		if err := syscall.Setresgid(req.GID, req.GID, req.GID); err != nil {
-			return fmt.Errorf("setresgid: %w", err)
-		}
-		if err := syscall.Setresuid(req.UID, req.UID, req.UID); err != nil {
-			return fmt.Errorf("setresuid: %w", err)
+		if err := testutil.SwitchUser(req.UID, req.GID); err != nil {
+			return err
 		}
 	}
-	if err := Apply(req.Sets); err != nil {
+	if err := capability.Apply(req.Sets); err != nil {
 		return err
 	}
-	st, err := Current()
+	st, err := capability.Current()
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package seccomp
+package seccomp_test
 
 import (
 	"bytes"
@@ -6,29 +6,32 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/urun-dev/urun/capability"
 	"github.com/urun-dev/urun/internal/testutil"
+	"github.com/urun-dev/urun/userns"
 )
 
-// runHelper runs the probe helper with req, in a new user namespace when
-// uids is not empty.
-func runHelper(t *testing.T, req probeRequest, uids, gids []syscall.SysProcIDMap) probeResult {
+// runHelper runs the probe helper with req, in a new user namespace with
+// maps m when m is not nil (written by userns.Start).
+func runHelper(t *testing.T, req probeRequest, m *userns.Maps) probeResult {
 	t.Helper()
 	testutil.Integration(t)
-	cmd := testutil.HelperCommand(t, helperEnv, "probe", req)
-	if len(uids) > 0 {
-		testutil.RequireUserNS(t)
-		cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWUSER
-		cmd.SysProcAttr.UidMappings = uids
-		cmd.SysProcAttr.GidMappings = gids
-		cmd.SysProcAttr.GidMappingsEnableSetgroups = os.Geteuid() == 0
-	}
+	cmd := testutil.EntryCommand(t, probeEntry, req)
+	var err error
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
+	if m != nil {
+		testutil.RequireUserNS(t)
+		err = userns.Start(cmd, *m)
+	} else {
+		err = cmd.Start()
+	}
+	if err == nil {
+		err = cmd.Wait()
+	}
+	if err != nil {
 		t.Fatalf("helper: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
 	}
 	var res probeResult
@@ -36,11 +39,6 @@ func runHelper(t *testing.T, req probeRequest, uids, gids []syscall.SysProcIDMap
 		t.Fatalf("helper output %q: %v", stdout.String(), err)
 	}
 	return res
-}
-
-func selfNS() (uids, gids []syscall.SysProcIDMap) {
-	return []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Geteuid(), Size: 1}},
-		[]syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getegid(), Size: 1}}
 }
 
 func checkProbes(t *testing.T, res probeResult, want map[string]string) {
@@ -79,7 +77,7 @@ var underDefault = map[string]string{
 // unprivileged process can: no_new_privs first. Runs as root and as an
 // unprivileged user, without a namespace.
 func TestInstallDefaultWithNoNewPrivs(t *testing.T) {
-	base := runHelper(t, probeRequest{UID: -1}, nil, nil)
+	base := runHelper(t, probeRequest{UID: -1}, nil)
 	// Without a filter these fail differently (or not at all): the
 	// filter is what makes them EPERM/ENOSYS below.
 	for _, name := range []string{"unshare_newuser", "clone3", "personality_rie"} {
@@ -87,7 +85,7 @@ func TestInstallDefaultWithNoNewPrivs(t *testing.T) {
 			t.Fatalf("without a filter %s already gives %s: the probe proves nothing", name, got)
 		}
 	}
-	res := runHelper(t, probeRequest{Install: true, NoNewPriv: true, Caps: capability.Default(), UID: -1}, nil, nil)
+	res := runHelper(t, probeRequest{Install: true, NoNewPriv: true, Caps: capability.Default(), UID: -1}, nil)
 	checkProbes(t, res, underDefault)
 	if !strings.Contains(res.Probes["status"], "NoNewPrivs:\t1") {
 		t.Errorf("no_new_privs not inherited:\n%s", res.Probes["status"])
@@ -98,7 +96,7 @@ func TestInstallDefaultWithNoNewPrivs(t *testing.T) {
 // namespace calls pass the filter and reach the kernel, which refuses
 // unshare(CLONE_NEWUSER) in a multithreaded process with EINVAL.
 func TestInstallWithSysAdmin(t *testing.T) {
-	res := runHelper(t, probeRequest{Install: true, NoNewPriv: true, Caps: capability.Default().Add(capability.SYS_ADMIN), UID: -1}, nil, nil)
+	res := runHelper(t, probeRequest{Install: true, NoNewPriv: true, Caps: capability.Default().Add(capability.SYS_ADMIN), UID: -1}, nil)
 	checkProbes(t, res, map[string]string{"unshare_newuser": "EINVAL", "clone3": "EINVAL", "keyctl": "EPERM", "getpid": "ok"})
 }
 
@@ -106,7 +104,7 @@ func TestInstallWithSysAdmin(t *testing.T) {
 // CAP_SYS_ADMIN: root has it, an unprivileged user gets EACCES and an
 // error that says how to get on.
 func TestInstallWithoutNoNewPrivs(t *testing.T) {
-	res := runHelper(t, probeRequest{Install: true, Caps: capability.Default(), UID: -1}, nil, nil)
+	res := runHelper(t, probeRequest{Install: true, Caps: capability.Default(), UID: -1}, nil)
 	if os.Geteuid() == 0 {
 		checkProbes(t, res, underDefault)
 		return
@@ -121,8 +119,11 @@ func TestInstallWithoutNoNewPrivs(t *testing.T) {
 // the namespace's CAP_SYS_ADMIN), Apply; then the probes run with the
 // default capabilities under the filter.
 func TestInitOrderRoot(t *testing.T) {
-	uids, gids := selfNS()
-	res := runHelper(t, probeRequest{Install: true, Caps: capability.Default(), Prepare: true, UID: -1, Apply: true}, uids, gids)
+	self := userns.Maps{
+		UID: []userns.Mapping{{ContainerID: 0, HostID: uint32(os.Geteuid()), Size: 1}},
+		GID: []userns.Mapping{{ContainerID: 0, HostID: uint32(os.Getegid()), Size: 1}},
+	}
+	res := runHelper(t, probeRequest{Install: true, Caps: capability.Default(), Prepare: true, UID: -1, Apply: true}, &self)
 	checkProbes(t, res, underDefault)
 	if want := fmt.Sprintf("CapEff:\t%016x", uint64(capability.Default())); !strings.Contains(res.Probes["status"], want) {
 		t.Errorf("want the default capabilities effective after execve:\n%s", res.Probes["status"])
@@ -131,11 +132,18 @@ func TestInitOrderRoot(t *testing.T) {
 
 // TestInitOrderUser: the same for a non-root container user, where the
 // filter goes in after setresuid(1000) and still needs no no_new_privs
-// because Prepare kept CAP_SYS_ADMIN effective. Mapping two ids needs root.
+// because Prepare kept CAP_SYS_ADMIN effective; Apply then leaves the user
+// without capabilities.
 func TestInitOrderUser(t *testing.T) {
-	testutil.RequireRoot(t)
-	uids := []syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: 1}, {ContainerID: 1000, HostID: 101000, Size: 1}}
-	res := runHelper(t, probeRequest{Install: true, Caps: capability.Default(), Prepare: true, UID: 1000, Apply: true}, uids, uids)
+	testutil.Integration(t)
+	m, err := userns.Plan(userns.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := userns.ToHost(m.UID, 1000); !ok {
+		t.Skip("uid 1000 cannot be mapped: no subordinate ids for this user in /etc/subuid (make test-rootless sets them up)")
+	}
+	res := runHelper(t, probeRequest{Install: true, Caps: capability.Default(), Prepare: true, UID: 1000, Apply: true}, &m)
 	checkProbes(t, res, underDefault)
 	if !strings.Contains(res.Probes["status"], "CapEff:\t0000000000000000") {
 		t.Errorf("a non-root user without --cap-add should run without capabilities:\n%s", res.Probes["status"])

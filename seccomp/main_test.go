@@ -1,4 +1,4 @@
-package seccomp
+package seccomp_test
 
 import (
 	"encoding/json"
@@ -15,16 +15,25 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/urun-dev/urun/capability"
+	"github.com/urun-dev/urun/internal/reexec"
+	"github.com/urun-dev/urun/internal/testutil"
+	"github.com/urun-dev/urun/seccomp"
+	"github.com/urun-dev/urun/userns"
 )
 
-// helperEnv turns the test binary into the child that installs a filter
-// and probes system calls under it: TestMain runs it instead of the tests.
-const helperEnv = "URUN_SECCOMP_TEST_HELPER"
+// probeEntry is the reexec entry point of the helper that installs a
+// filter and probes system calls under it.
+const probeEntry = "seccomp-test-probe"
+
+var _ = registered()
+
+func registered() bool {
+	reexec.Register(probeEntry, func() { os.Exit(runProbe()) })
+	return true
+}
 
 func TestMain(m *testing.M) {
-	if os.Getenv(helperEnv) != "" {
-		os.Exit(runProbe())
-	}
+	reexec.Init()
 	os.Exit(m.Run())
 }
 
@@ -48,9 +57,13 @@ type probeResult struct {
 }
 
 func runProbe() int {
+	if err := userns.WaitMapped(); err != nil {
+		fmt.Fprintln(os.Stderr, "helper:", err)
+		return 2
+	}
 	var req probeRequest
-	if err := json.Unmarshal([]byte(os.Getenv(helperEnv+"_REQ")), &req); err != nil {
-		fmt.Fprintln(os.Stderr, "helper: bad request:", err)
+	if err := testutil.Request(&req); err != nil {
+		fmt.Fprintln(os.Stderr, "helper:", err)
 		return 2
 	}
 	res, err := probe(req)
@@ -73,27 +86,21 @@ func probe(req probeRequest) (probeResult, error) {
 		}
 	}
 	if req.UID >= 0 {
-		if err := syscall.Setgroups(nil); err != nil {
-			return res, fmt.Errorf("setgroups: %w", err)
-		}
-		if err := syscall.Setresgid(req.UID, req.UID, req.UID); err != nil {
-			return res, fmt.Errorf("setresgid: %w", err)
-		}
-		if err := syscall.Setresuid(req.UID, req.UID, req.UID); err != nil {
-			return res, fmt.Errorf("setresuid: %w", err)
+		if err := testutil.SwitchUser(req.UID, req.UID); err != nil {
+			return res, err
 		}
 	}
 	if req.NoNewPriv {
-		if err := SetNoNewPrivs(); err != nil {
+		if err := seccomp.SetNoNewPrivs(); err != nil {
 			return res, err
 		}
 	}
 	if req.Install {
-		prog, err := Compile(Default(), Config{Caps: req.Caps})
+		prog, err := seccomp.Compile(seccomp.Default(), seccomp.Config{Caps: req.Caps})
 		if err != nil {
 			return res, err
 		}
-		if err := Install(prog, 0); err != nil {
+		if err := seccomp.Install(prog, 0); err != nil {
 			res.InstallErr = err.Error()
 			return res, nil
 		}

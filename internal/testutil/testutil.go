@@ -4,12 +4,10 @@
 package testutil
 
 import (
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -150,19 +148,4 @@ func OverlayWhiteout(t testing.TB, path string) {
 	if err := unix.Mknod(path, unix.S_IFCHR, 0); err != nil {
 		t.Skipf("mknod of a 0/0 whiteout: %v (needs CAP_MKNOD or a user namespace)", err)
 	}
-}
-
-// HelperCommand returns a command that re-executes the test binary as a
-// helper process: no test runs, env is set to name (TestMain dispatches on
-// it) and env+"_REQ" holds req as JSON. The helper dies with the test.
-func HelperCommand(t testing.TB, env, name string, req any) *exec.Cmd {
-	t.Helper()
-	b, err := json.Marshal(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.CommandContext(t.Context(), "/proc/self/exe", "-test.run=^$")
-	cmd.Env = append(os.Environ(), env+"="+name, env+"_REQ="+string(b))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	return cmd
 }
