@@ -4,6 +4,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -382,5 +385,52 @@ func TestParseKernel(t *testing.T) {
 		if _, err := parseKernel(bad); err == nil {
 			t.Errorf("parseKernel(%q) accepted", bad)
 		}
+	}
+}
+
+// TestLoadFilePodmanFormat reads a profile written the way podman's
+// seccomp.json is (empty includes/excludes objects, "errno" names beside
+// "errnoRet", comments, an archMap): the fields we do not use are ignored.
+func TestLoadFilePodmanFormat(t *testing.T) {
+	const profile = `{
+	"defaultAction": "SCMP_ACT_ERRNO",
+	"defaultErrnoRet": 38,
+	"defaultErrno": "ENOSYS",
+	"archMap": [{"architecture": "SCMP_ARCH_X86_64", "subArchitectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"]}],
+	"syscalls": [
+		{"names": ["keyctl"], "action": "SCMP_ACT_ERRNO", "args": [], "comment": "", "includes": {}, "excludes": {}, "errnoRet": 1, "errno": "EPERM"},
+		{"names": ["read", "exit_group"], "action": "SCMP_ACT_ALLOW", "args": [], "comment": "", "includes": {}, "excludes": {}},
+		{"names": ["socket"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 0, "value": 40, "valueTwo": 0, "op": "SCMP_CMP_EQ"}], "includes": {}, "excludes": {}, "errnoRet": 1, "errno": "EPERM"},
+		{"names": ["socket"], "action": "SCMP_ACT_ALLOW", "args": [], "includes": {}, "excludes": {}}
+	]}`
+	path := filepath.Join(t.TempDir(), "seccomp.json")
+	if err := os.WriteFile(path, []byte(profile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := LoadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prog, err := Compile(p, Config{Caps: capability.Default(), KernelRelease: testKernel})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := newVM(t, prog)
+	for _, tt := range []struct {
+		c    call
+		want uint32
+	}{
+		{sys("read"), allow},
+		{sys("keyctl"), eperm},
+		{sys("socket", unix.AF_VSOCK), eperm},
+		{sys("socket", unix.AF_INET), allow},
+		{sys("write"), enosy}, // podman's default errno
+	} {
+		if got := v.run(t, tt.c); got != tt.want {
+			t.Errorf("%s%v: %s, want %s", tt.c.name, tt.c.args[:1], retName(got), retName(tt.want))
+		}
+	}
+	if _, err := LoadFile(filepath.Join(t.TempDir(), "missing.json")); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "missing.json") {
+		t.Errorf("missing profile: %v", err)
 	}
 }
