@@ -71,6 +71,7 @@ var underDefault = map[string]string{
 	"personality_rie":   "EPERM",
 	"syscall_1000":      "ENOSYS",
 	"exec_true":         "ok",
+	"exec_sh":           "ok",
 }
 
 // TestInstallDefaultWithNoNewPrivs installs the default filter the way an

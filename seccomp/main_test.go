@@ -151,10 +151,16 @@ func probe(req probeRequest) (probeResult, error) {
 	raw("personality_query", unix.SYS_PERSONALITY, 0xffffffff)
 	raw("personality_rie", unix.SYS_PERSONALITY, 0x0400000)
 	raw("syscall_1000", 1000)
-	if err := exec.Command("/bin/true").Run(); err != nil {
-		res.Probes["exec_true"] = err.Error()
-	} else {
-		res.Probes["exec_true"] = "ok"
+	for name, argv := range map[string][]string{
+		"exec_true": {"/bin/true"},
+		// a dynamically linked program doing ordinary work
+		"exec_sh": {"/bin/sh", "-c", "ls -la / /proc/self/fd >/dev/null && sort /etc/passwd | wc -l >/dev/null && date >/dev/null"},
+	} {
+		if out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput(); err != nil {
+			res.Probes[name] = fmt.Sprintf("%v: %s", err, out)
+		} else {
+			res.Probes[name] = "ok"
+		}
 	}
 	out, err := exec.Command("/bin/grep", "-E", "^(Seccomp|CapEff|NoNewPrivs):", "/proc/self/status").CombinedOutput()
 	if err != nil && !errors.Is(err, exec.ErrNotFound) {
