@@ -3,6 +3,10 @@ package container
 import (
 	"fmt"
 
+	"bytes"
+
+	"github.com/urun-dev/urun/capability"
+	"github.com/urun-dev/urun/seccomp"
 	"github.com/urun-dev/urun/userns"
 )
 
@@ -43,12 +47,17 @@ type Config struct {
 	// Init runs urun's minimal init as pid 1 (--init).
 	Init bool
 
-	// CapAdd and CapDrop adjust the default capability set.
+	// CapAdd and CapDrop adjust the default capability set; Caps is the
+	// result (filled in by Run).
 	CapAdd, CapDrop []string
+	Caps            capability.Set
 	// NoNewPrivs sets no_new_privs before exec.
 	NoNewPrivs bool
-	// Unconfined turns the default seccomp filter off.
+	// Unconfined turns the seccomp filter off.
 	Unconfined bool
+	// SeccompProfile is a profile in podman's JSON format replacing the
+	// default one (--security-opt seccomp=FILE, read by the CLI).
+	SeccompProfile []byte
 	// Privileged gives every capability, no seccomp filter, no masked
 	// or read-only paths, and host devices (as far as rootless allows).
 	Privileged bool
@@ -79,10 +88,29 @@ func (c *Config) Validate() error {
 	if len(c.Layers) == 0 {
 		return fmt.Errorf("no root filesystem: give --rootfs DIR")
 	}
+	set, err := c.resolveCaps()
+	if err != nil {
+		return err
+	}
+	c.Caps = set
+	if len(c.SeccompProfile) > 0 && !c.Unconfined && !c.Privileged {
+		if _, err := seccomp.Load(bytes.NewReader(c.SeccompProfile)); err != nil {
+			return fmt.Errorf("--security-opt seccomp: %w", err)
+		}
+	}
 	switch c.Network {
 	case "", "none", "host":
 	default:
 		return fmt.Errorf("--network %q: only none and host are supported", c.Network)
 	}
 	return nil
+}
+
+// resolveCaps applies --cap-add/--cap-drop to podman's default set, or
+// gives every capability the kernel has to --privileged.
+func (c *Config) resolveCaps() (capability.Set, error) {
+	if c.Privileged {
+		return capability.Bounding()
+	}
+	return capability.Resolve(capability.Default(), c.CapAdd, c.CapDrop)
 }

@@ -80,6 +80,7 @@ func setupContainer(c *Config) error {
 // command's status.
 func runInit(c *Config, console *os.File) int {
 	cmd := reexec.Command(entryExec, c.Args[0])
+	cmd.Path = initBinary
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: unix.SIGKILL}
 	write, err := sendConfig(cmd, c)

@@ -154,14 +154,18 @@ func execProcess(c *Config, console *os.File) error {
 	// Credentials, capabilities and the seccomp filter are per thread in
 	// parts; the execve must come from the thread that set them.
 	runtime.LockOSThread()
+	if err := prepareSecurity(); err != nil {
+		return &ExitError{ExitSetup, err}
+	}
 	if err := setIdentity(id); err != nil {
 		return &ExitError{ExitSetup, err}
 	}
-	if err := os.Chdir(workdir); err != nil {
-		return &ExitError{ExitCannotRun, fmt.Errorf("chdir to working directory %s: %w", workdir, err)}
-	}
 	if err := applySecurity(c, id); err != nil {
 		return &ExitError{ExitSetup, err}
+	}
+	// As the container user, with its capabilities: permissions apply.
+	if err := os.Chdir(workdir); err != nil {
+		return &ExitError{ExitCannotRun, fmt.Errorf("chdir to working directory %s: %w", workdir, err)}
 	}
 	err = unix.Exec(exe, c.Args, env)
 	if errors.Is(err, unix.ENOENT) {

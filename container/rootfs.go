@@ -29,6 +29,9 @@ var ReadOnlyPaths = []string{
 	"/proc/sys", "/proc/sysrq-trigger",
 }
 
+// initBinary is where --init finds urun inside the container.
+const initBinary = "/dev/.urun-init"
+
 // devices are bound from the host's /dev into the container's.
 var devices = []string{"null", "zero", "full", "random", "urandom", "tty"}
 
@@ -113,16 +116,17 @@ func (r *rootfs) bind(source, path string, ro bool) error {
 	if !ro {
 		return nil
 	}
-	return remountRO(fd, path)
-}
-
-// remountRO makes the bind mount open at fd read-only.
-func remountRO(fd int, name string) error {
-	mfd, err := sys.OpenInRoot(fd, ".", unix.O_PATH)
+	// fd is the mountpoint below the new mount; open the mount's root.
+	mfd, err := r.target(path, st.IsDir())
 	if err != nil {
 		return err
 	}
 	defer unix.Close(mfd)
+	return remountRO(mfd, path)
+}
+
+// remountRO makes the bind mount whose root is open at mfd read-only.
+func remountRO(mfd int, name string) error {
 	var st unix.Statfs_t
 	if err := unix.Fstatfs(mfd, &st); err != nil {
 		return &os.PathError{Op: "statfs", Path: name, Err: err}
@@ -286,6 +290,18 @@ func (r *rootfs) mountDev() error {
 	}
 	if err := r.mount("mqueue", "/dev/mqueue", "mqueue", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "", true); err != nil {
 		return err
+	}
+	if c.Init {
+		// The host's tree is gone after pivot_root, and the kernel will
+		// not execute a file of a detached mount: bind urun itself in, as
+		// podman binds catatonit.
+		self, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("--init: find urun's binary: %w", err)
+		}
+		if err := r.bind(self, initBinary, true); err != nil {
+			return err
+		}
 	}
 	if c.TTY {
 		fd, err := r.target("/dev/console", false)

@@ -1,18 +1,51 @@
 package container
 
 import (
-	"os"
+	"bytes"
+	"fmt"
 
-	"golang.org/x/sys/unix"
+	"github.com/urun-dev/urun/capability"
+	"github.com/urun-dev/urun/seccomp"
 )
 
-// applySecurity applies no_new_privs, the capability sets and the seccomp
-// filter to the calling thread, just before execve.
+// prepareSecurity runs on the locked thread before the switch to the
+// container user: capabilities survive the setresuid.
+func prepareSecurity() error {
+	return capability.Prepare()
+}
+
+// applySecurity installs the seccomp filter, the capability sets and
+// no_new_privs on the calling (locked) thread, just before execve; the
+// order is the one packages capability and seccomp document.
 func applySecurity(c *Config, id Identity) error {
 	if c.NoNewPrivs {
-		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-			return os.NewSyscallError("prctl(PR_SET_NO_NEW_PRIVS)", err)
+		if err := seccomp.SetNoNewPrivs(); err != nil {
+			return err
 		}
 	}
-	return nil
+	if !c.Unconfined && !c.Privileged {
+		profile := seccomp.Default()
+		if len(c.SeccompProfile) > 0 {
+			p, err := seccomp.Load(bytes.NewReader(c.SeccompProfile))
+			if err != nil {
+				return fmt.Errorf("seccomp profile: %w", err)
+			}
+			profile = p
+		}
+		prog, err := seccomp.Compile(profile, seccomp.Config{Caps: c.Caps})
+		if err != nil {
+			return fmt.Errorf("seccomp profile: %w", err)
+		}
+		if err := seccomp.Install(prog, 0); err != nil {
+			return err
+		}
+	}
+	sets := capability.ForRoot(c.Caps)
+	if id.UID != 0 {
+		var err error
+		if sets, err = capability.ForUser(c.Caps, c.CapAdd); err != nil {
+			return err
+		}
+	}
+	return capability.Apply(sets)
 }

@@ -25,7 +25,7 @@ type runCmd struct {
 	Init        bool     `help:"Run urun's minimal init as pid 1: it forwards signals and reaps zombies."`
 	CapAdd      []string `help:"Add capabilities (or ALL)." placeholder:"CAP"`
 	CapDrop     []string `help:"Drop capabilities (or ALL)." placeholder:"CAP"`
-	SecurityOpt []string `help:"Security options: no-new-privileges, seccomp=unconfined." placeholder:"OPT"`
+	SecurityOpt []string `help:"Security options: no-new-privileges, seccomp=unconfined, seccomp=FILE (a podman/Docker JSON profile)." placeholder:"OPT"`
 	Privileged  bool     `help:"All capabilities, no seccomp filter, no masked paths, host devices (as far as rootless allows)."`
 	ReadOnly    bool     `help:"Mount the root filesystem read-only (tmpfs on /tmp, /var/tmp, /run)."`
 	Volume      []string `short:"v" help:"Bind mount a host path." placeholder:"HOST:CTR[:ro]"`
@@ -117,10 +117,16 @@ func (r *runCmd) config(g *globals) (*container.Config, container.RunOptions, er
 			c.NoNewPrivs = true
 		case o == "seccomp=unconfined" || o == "seccomp:unconfined":
 			c.Unconfined = true
+		case strings.HasPrefix(o, "seccomp=") || strings.HasPrefix(o, "seccomp:"):
+			b, err := os.ReadFile(o[len("seccomp="):])
+			if err != nil {
+				return nil, opts, fmt.Errorf("--security-opt %s: %w", o, err)
+			}
+			c.SeccompProfile = b
 		case strings.HasPrefix(o, "label=") || strings.HasPrefix(o, "apparmor="):
 			// No SELinux/AppArmor here; accepted like podman on such hosts.
 		default:
-			return nil, opts, fmt.Errorf("--security-opt %q: supported: no-new-privileges, seccomp=unconfined", o)
+			return nil, opts, fmt.Errorf("--security-opt %q: supported: no-new-privileges, seccomp=unconfined, seccomp=FILE", o)
 		}
 	}
 	switch r.Userns {
