@@ -64,10 +64,19 @@ type Config struct {
 	// Remove deletes the container's state when it ends (--rm).
 	Remove bool
 
+	// KeepID, when set, gives the container a user namespace of its own,
+	// nested in the monitor's, where the caller's ids appear as
+	// themselves (--userns=keep-id); the command runs as them unless
+	// User says otherwise.
+	KeepID *KeepID
+
 	// Maps are the user namespace's id maps (for the devpts gid and the
 	// owner of files urun creates).
 	Maps userns.Maps
 }
+
+// KeepID are the caller's ids, kept inside the container.
+type KeepID struct{ UID, GID uint32 }
 
 // Mount is a bind mount (-v) or a tmpfs (--tmpfs) inside the container.
 type Mount struct {

@@ -46,6 +46,11 @@ func setupContainer(c *Config) error {
 		return os.NewSyscallError("make / private", err)
 	}
 	merged := filepath.Join(c.StateDir, "merged")
+	// A mount of our own over the monitor's: a mount inherited from a
+	// more privileged user namespace is locked and cannot be pivoted to.
+	if err := unix.Mount(merged, merged, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return &os.PathError{Op: "bind mount rootfs", Path: merged, Err: err}
+	}
 	fd, err := unix.Open(merged, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return &os.PathError{Op: "open rootfs", Path: merged, Err: err}

@@ -74,6 +74,16 @@ func monitor(c *Config, console *os.File) (code int, err error) {
 		flags |= unix.CLONE_NEWNET
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Pdeathsig: unix.SIGKILL}
+	if c.KeepID != nil {
+		// A nested user namespace, mapped by us (root here may write any
+		// map within our own) before the child executes, and entered as
+		// its root so that the execve keeps the capabilities.
+		cmd.SysProcAttr.Cloneflags |= unix.CLONE_NEWUSER
+		cmd.SysProcAttr.UidMappings = sysIDMap(c.Maps.UID)
+		cmd.SysProcAttr.GidMappings = sysIDMap(c.Maps.GID)
+		cmd.SysProcAttr.GidMappingsEnableSetgroups = true
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
+	}
 	write, err := sendConfig(cmd, c)
 	if err != nil {
 		return ExitSetup, err
@@ -128,4 +138,12 @@ func mountRootfs(c *Config, merged string) error {
 		return fmt.Errorf("mount the root filesystem: %w", err)
 	}
 	return nil
+}
+
+func sysIDMap(m []userns.Mapping) []syscall.SysProcIDMap {
+	out := make([]syscall.SysProcIDMap, len(m))
+	for i, e := range m {
+		out[i] = syscall.SysProcIDMap{ContainerID: int(e.ContainerID), HostID: int(e.HostID), Size: int(e.Size)}
+	}
+	return out
 }

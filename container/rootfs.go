@@ -172,6 +172,11 @@ func (r *rootfs) setup() error {
 			if p == "/run" {
 				mode = "755"
 			}
+			if fd, err := sys.OpenInRoot(r.fd, p[1:], unix.O_PATH|unix.O_DIRECTORY); err != nil {
+				continue // no mount point, and none can be made
+			} else {
+				unix.Close(fd)
+			}
 			if err := r.mount("tmpfs", p, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode="+mode, true); err != nil {
 				return err
 			}

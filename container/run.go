@@ -65,11 +65,22 @@ func Run(ctx context.Context, c *Config, o RunOptions) (int, error) {
 	if o.Stderr == nil {
 		o.Stderr = os.Stderr
 	}
-	maps, err := userns.Plan(userns.Config{Mode: o.Mode, Logger: o.Logger})
+	maps, err := userns.Plan(userns.Config{Logger: o.Logger})
 	if err != nil {
 		return ExitSetup, err
 	}
 	c.Maps = maps
+	if o.Mode == userns.ModeKeepID {
+		uid, gid := uint32(os.Getuid()), uint32(os.Getgid())
+		c.KeepID = &KeepID{UID: uid, GID: gid}
+		c.Maps = userns.Maps{UID: userns.NestedKeepID(uid, userns.Size(maps.UID)), GID: userns.NestedKeepID(gid, userns.Size(maps.GID))}
+		if c.Maps.UID == nil || c.Maps.GID == nil {
+			return ExitSetup, fmt.Errorf("--userns=keep-id needs subordinate ids for a container root: add a range to /etc/subuid and /etc/subgid (sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER)")
+		}
+		if c.User == "" {
+			c.User = fmt.Sprintf("%d:%d", uid, gid)
+		}
+	}
 	if c.ID == "" {
 		c.ID = NewID()
 	}

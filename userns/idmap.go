@@ -115,3 +115,22 @@ func ParseMap(r io.Reader) ([]Mapping, error) {
 	}
 	return out, sc.Err()
 }
+
+// NestedKeepID returns the map of a user namespace nested in one of size
+// ids where the caller is 0, such that the caller appears as id and every
+// other id of the outer namespace is still mapped (podman's keep-id):
+// id → 0, 0…id-1 → 1…id, id+1… → id+1…. It returns nil when the outer
+// namespace has too few ids to give the nested one a root.
+func NestedKeepID(id uint32, size uint64) []Mapping {
+	if size < 2 || uint64(id) >= size {
+		return nil
+	}
+	m := []Mapping{{id, 0, 1}}
+	if id > 0 {
+		m = append(m, Mapping{0, 1, id})
+	}
+	if rest := size - 1 - uint64(id); rest > 0 {
+		m = append(m, Mapping{id + 1, id + 1, uint32(rest)})
+	}
+	return m
+}

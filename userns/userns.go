@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"unsafe"
 
 	"github.com/urun-dev/urun/internal/reexec"
 	"golang.org/x/sys/unix"
@@ -142,9 +143,9 @@ const mappedEnv = "_URUN_USERNS_MAPPED"
 // nil in that second run (and in a process not started by Start), and an
 // error if the parent gave up (the child should exit).
 func WaitMapped() error {
-	if os.Getenv(mappedEnv) != "" {
+	if v := os.Getenv(mappedEnv); v != "" {
 		os.Unsetenv(mappedEnv)
-		return nil
+		return restoreDeathSignal(v)
 	}
 	v := os.Getenv(syncEnv)
 	if v == "" {
@@ -162,8 +163,34 @@ func WaitMapped() error {
 		return errors.New("the parent did not finish the user namespace maps")
 	}
 	f.Close()
-	os.Setenv(mappedEnv, "1")
+	// The second execve gains capabilities, and the kernel clears the
+	// parent-death signal on such a change of credentials: pass it on.
+	var sig int
+	if err := unix.Prctl(unix.PR_GET_PDEATHSIG, uintptr(unsafe.Pointer(&sig)), 0, 0, 0); err != nil {
+		return os.NewSyscallError("prctl(PR_GET_PDEATHSIG)", err)
+	}
+	os.Setenv(mappedEnv, fmt.Sprintf("%d:%d", sig, os.Getppid()))
 	return reexec.Again()
+}
+
+// restoreDeathSignal sets the parent-death signal v ("SIG:PPID") recorded
+// before the second execve, and ends the process if the parent died in
+// between.
+func restoreDeathSignal(v string) error {
+	var sig, ppid int
+	if _, err := fmt.Sscanf(v, "%d:%d", &sig, &ppid); err != nil {
+		return fmt.Errorf("%s=%q: %w", mappedEnv, v, err)
+	}
+	if sig == 0 {
+		return nil
+	}
+	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(sig), 0, 0, 0); err != nil {
+		return os.NewSyscallError("prctl(PR_SET_PDEATHSIG)", err)
+	}
+	if os.Getppid() != ppid {
+		os.Exit(128 + sig)
+	}
+	return nil
 }
 
 // WriteMaps writes the uid and gid maps of process pid, which must be in a

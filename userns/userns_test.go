@@ -92,3 +92,26 @@ func TestParseMapAndToHost(t *testing.T) {
 		t.Error("short line accepted")
 	}
 }
+
+func TestNestedKeepID(t *testing.T) {
+	tests := []struct {
+		id   uint32
+		size uint64
+		want []Mapping
+	}{
+		{1000, 65537, []Mapping{{1000, 0, 1}, {0, 1, 1000}, {1001, 1001, 64536}}},
+		{0, 10, []Mapping{{0, 0, 1}, {1, 1, 9}}},
+		{9, 10, []Mapping{{9, 0, 1}, {0, 1, 9}}},
+		{10, 10, nil},
+		{0, 1, nil},
+	}
+	for _, tc := range tests {
+		got := NestedKeepID(tc.id, tc.size)
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("NestedKeepID(%d, %d) = %v, want %v", tc.id, tc.size, got, tc.want)
+		}
+		if got != nil && Size(got) != tc.size {
+			t.Errorf("NestedKeepID(%d, %d) maps %d ids", tc.id, tc.size, Size(got))
+		}
+	}
+}

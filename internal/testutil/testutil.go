@@ -78,18 +78,30 @@ func RequireUserNS(t testing.TB) {
 // temporary directory.
 func UfsBin(t testing.TB) string {
 	t.Helper()
-	if p := os.Getenv("UFS_BIN"); p != "" {
-		if _, err := os.Stat(p); err == nil {
-			return p
+	return programBin(t, "ufs", os.Getenv("UFS_BIN"))
+}
+
+// UrunBin returns the path of a statically linked urun binary: $URUN_BIN
+// (make test sets it), or one built into a temporary directory.
+func UrunBin(t testing.TB) string {
+	t.Helper()
+	return programBin(t, "urun", os.Getenv("URUN_BIN"))
+}
+
+func programBin(t testing.TB, name, given string) string {
+	t.Helper()
+	if given != "" {
+		if _, err := os.Stat(given); err == nil {
+			return given
 		}
 	}
-	out := filepath.Join(t.TempDir(), "ufs")
+	out := filepath.Join(t.TempDir(), name)
 	root := moduleRoot(t)
-	cmd := exec.Command("go", "build", "-o", out, "./cmd/ufs")
+	cmd := exec.Command("go", "build", "-o", out, "./cmd/"+name)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build ufs: %v\n%s", err, b)
+		t.Fatalf("build %s: %v\n%s", name, err, b)
 	}
 	return out
 }
