@@ -7,7 +7,7 @@
 #   make test-unit      go test -race -short ./...
 #   make test-root      go test ./... as root (mounts FUSE)
 #   make test-rootless  go test ./... as the unprivileged user urun-test
-#   make demo           mount a 3-branch union and poke at it
+#   make demo           mount a 3-branch union, then run a rootless container
 #   make bench          go benchmarks
 #   make lint           gofmt, go vet, staticcheck
 #   make clean
@@ -31,6 +31,7 @@ TEST_TIMEOUT ?= 20m
 BIN_DIR     := $(CURDIR)/bin
 CACHE_DIR   := $(CURDIR)/.cache
 UFS         := $(BIN_DIR)/ufs
+URUN        := $(BIN_DIR)/urun
 
 STATICCHECK_VERSION := v0.8.2
 STATICCHECK := $(CACHE_DIR)/bin/staticcheck
@@ -78,7 +79,7 @@ test-root: build
 		exit 1; \
 	fi
 	@echo "==> integration tests as root"
-	UFS_TEST_ROOT=1 UFS_BIN=$(UFS) \
+	UFS_TEST_ROOT=1 UFS_BIN=$(UFS) URUN_BIN=$(URUN) \
 		$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(GOTESTFLAGS) $(PKGS)
 
 # As root: prepare the user and a private copy of the tree, then drop
@@ -88,7 +89,7 @@ test-rootless: build
 	@echo "==> integration tests as an unprivileged user"
 	@if [ "$$(id -u)" -ne 0 ]; then \
 		echo "test-rootless: not root; running as $$(id -un) without host setup"; \
-		UFS_TEST_ROOTLESS=1 UFS_BIN=$(UFS) \
+		UFS_TEST_ROOTLESS=1 UFS_BIN=$(UFS) URUN_BIN=$(URUN) \
 			$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(GOTESTFLAGS) $(PKGS); \
 		exit; \
 	fi; \
@@ -115,12 +116,14 @@ test-rootless: build
 		GONOPROXY="$$gonoproxy" \
 		UFS_TEST_ROOTLESS=1 \
 		UFS_BIN=$(TEST_SRC)/bin/ufs \
+		URUN_BIN=$(TEST_SRC)/bin/urun \
 		"$$goroot/bin/go" test -count=1 -timeout $(TEST_TIMEOUT) $(GOTESTFLAGS) $(PKGS)
 
 demo:
 	@$(MAKE) deps
 	@$(MAKE) build
 	UFS=$(UFS) scripts/demo.sh
+	URUN=$(URUN) scripts/demo-urun.sh
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(GOTESTFLAGS) $(PKGS)

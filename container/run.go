@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 
 	"github.com/urun-dev/urun/internal/reexec"
@@ -43,7 +42,7 @@ func Run(ctx context.Context, c *Config, o RunOptions) (int, error) {
 			return ExitSetup, fmt.Errorf("rootfs %s: not a directory", l)
 		}
 	}
-	if err := checkFUSE(); err != nil {
+	if err := checkFUSE("/dev/fuse"); err != nil {
 		return ExitSetup, err
 	}
 	if err := userns.Check(); err != nil {
@@ -176,16 +175,14 @@ func Run(ctx context.Context, c *Config, o RunOptions) (int, error) {
 }
 
 // checkFUSE says how to get access to /dev/fuse when it is missing.
-func checkFUSE() error {
-	f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
+func checkFUSE(dev string) error {
+	f, err := os.OpenFile(dev, os.O_RDWR, 0)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("open /dev/fuse: %w: load the fuse module (sudo modprobe fuse)", err)
+			return fmt.Errorf("%w: load the fuse module (sudo modprobe fuse)", err)
 		}
-		return fmt.Errorf("open /dev/fuse: %w: the rootfs is served by FUSE from a user namespace, which needs /dev/fuse readable and writable by you (sudo chmod 0666 /dev/fuse)", err)
+		return fmt.Errorf("%w: the rootfs is served by FUSE from a user namespace, which needs /dev/fuse readable and writable by you (sudo chmod 0666 /dev/fuse)", err)
 	}
 	f.Close()
 	return nil
 }
-
-var _ = filepath.Join

@@ -9,7 +9,8 @@ set -euo pipefail
 # attr:       getfattr/setfattr (xattr tests and debugging)
 # e2fsprogs:  mkfs.ext4/chattr for scratch filesystems
 # gcc, libc6-dev: cgo toolchain needed by `go test -race`
-PACKAGES=(fuse3 uidmap util-linux attr e2fsprogs gcc libc6-dev)
+# busybox-static: the root filesystem of urun's demo and tests
+PACKAGES=(fuse3 uidmap util-linux attr e2fsprogs gcc libc6-dev busybox-static)
 
 installed() {
 	[ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]

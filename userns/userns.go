@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -73,15 +74,20 @@ func Check() error {
 	if os.Getuid() == 0 {
 		return nil
 	}
-	for _, s := range []struct{ file, bad, fix string }{
-		{"/proc/sys/kernel/unprivileged_userns_clone", "0", "sudo sysctl -w kernel.unprivileged_userns_clone=1"},
-		{"/proc/sys/user/max_user_namespaces", "0", "sudo sysctl -w user.max_user_namespaces=15000"},
-		{"/proc/sys/kernel/apparmor_restrict_unprivileged_userns", "1", "sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0"},
+	return checkSysctls("/proc/sys")
+}
+
+// checkSysctls looks for the settings that disable user namespaces below
+// procSys.
+func checkSysctls(procSys string) error {
+	for _, s := range []struct{ name, bad, good string }{
+		{"kernel.unprivileged_userns_clone", "0", "1"},
+		{"user.max_user_namespaces", "0", "15000"},
+		{"kernel.apparmor_restrict_unprivileged_userns", "1", "0"},
 	} {
-		b, err := os.ReadFile(s.file)
+		b, err := os.ReadFile(filepath.Join(procSys, strings.ReplaceAll(s.name, ".", "/")))
 		if err == nil && strings.TrimSpace(string(b)) == s.bad {
-			return fmt.Errorf("%w: %s is %s; enable them with: %s", ErrNoUserNS,
-				strings.ReplaceAll(strings.TrimPrefix(s.file, "/proc/sys/"), "/", "."), s.bad, s.fix)
+			return fmt.Errorf("%w: sysctl %s is %s; enable them with: sudo sysctl -w %s=%s", ErrNoUserNS, s.name, s.bad, s.name, s.good)
 		}
 	}
 	return nil

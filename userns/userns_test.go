@@ -1,6 +1,10 @@
 package userns
 
 import (
+	"errors"
+	"os"
+	"path/filepath"
+	"log/slog"
 	"reflect"
 	"strings"
 	"testing"
@@ -113,5 +117,61 @@ func TestNestedKeepID(t *testing.T) {
 		if got != nil && Size(got) != tc.size {
 			t.Errorf("NestedKeepID(%d, %d) maps %d ids", tc.id, tc.size, Size(got))
 		}
+	}
+}
+
+func TestCheckSysctls(t *testing.T) {
+	tests := []struct {
+		files map[string]string
+		want  string
+	}{
+		{map[string]string{"kernel/unprivileged_userns_clone": "1\n", "user/max_user_namespaces": "100\n"}, ""},
+		{map[string]string{"kernel/unprivileged_userns_clone": "0\n"}, "sysctl kernel.unprivileged_userns_clone is 0; enable them with: sudo sysctl -w kernel.unprivileged_userns_clone=1"},
+		{map[string]string{"user/max_user_namespaces": "0\n"}, "sudo sysctl -w user.max_user_namespaces=15000"},
+		{map[string]string{"kernel/apparmor_restrict_unprivileged_userns": "1\n"}, "sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0"},
+		{nil, ""},
+	}
+	for _, tc := range tests {
+		dir := t.TempDir()
+		for name, content := range tc.files {
+			os.MkdirAll(filepath.Join(dir, filepath.Dir(name)), 0o755)
+			os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644)
+		}
+		err := checkSysctls(dir)
+		if tc.want == "" {
+			if err != nil {
+				t.Errorf("%v: %v", tc.files, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, ErrNoUserNS) {
+			t.Errorf("%v: %v, want %q", tc.files, err, tc.want)
+		}
+	}
+}
+
+func TestNewIDMapMissingTool(t *testing.T) {
+	err := newIDMap("urun-no-such-newuidmap", 1, []Mapping{{0, 1000, 1}})
+	if err == nil || !strings.Contains(err.Error(), "apt-get install uidmap") {
+		t.Errorf("missing tool: %v, want the package to install", err)
+	}
+}
+
+func TestPlanWithoutRanges(t *testing.T) {
+	if os.Getuid() == 0 {
+		t.Skip("root gets the identity map")
+	}
+	empty := filepath.Join(t.TempDir(), "subuid")
+	os.WriteFile(empty, nil, 0o644)
+	var logged strings.Builder
+	m, err := Plan(Config{SubUIDFile: empty, SubGIDFile: empty, Logger: slog.New(slog.NewTextHandler(&logged, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.UID) != 1 || m.UID[0] != (Mapping{0, uint32(os.Getuid()), 1}) {
+		t.Errorf("maps %v, want the caller alone", m)
+	}
+	if !strings.Contains(logged.String(), "usermod --add-subuids") {
+		t.Errorf("warning %q does not say how to add a range", logged.String())
 	}
 }

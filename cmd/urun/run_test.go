@@ -393,3 +393,85 @@ func TestBadInput(t *testing.T) {
 		t.Errorf("bad input left containers: %v", d)
 	}
 }
+
+// TestKill9 kills urun itself: the monitor and the container die with it,
+// nothing stays mounted, and the next urun removes the --rm state.
+func TestKill9(t *testing.T) {
+	e := newEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := e.command(ctx, "--rm", "--", "sh", "-c", "echo ready; exec sleep 1000")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if line, _ := bufio.NewReader(stdout).ReadString('\n'); line != "ready\n" {
+		t.Fatalf("first line %q", line)
+	}
+	tree := descendants(cmd.Process.Pid)
+	if len(tree) < 2 {
+		t.Fatalf("urun %d has descendants %v, want the monitor and the container", cmd.Process.Pid, tree)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	deadline := time.Now().Add(20 * time.Second)
+	for _, pid := range tree {
+		for alive(pid) {
+			if time.Now().After(deadline) {
+				t.Fatalf("process %d outlived urun's SIGKILL", pid)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if len(e.containerDirs()) != 1 {
+		t.Fatalf("state of the killed container: %v, want it left for the next start", e.containerDirs())
+	}
+	e.ok("--rm", "--", "true")
+	if d := e.containerDirs(); len(d) != 0 {
+		t.Errorf("the next urun left the killed --rm container's state: %v", d)
+	}
+}
+
+// descendants lists the processes below pid (children first).
+func descendants(pid int) []int {
+	children := map[int][]int{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid …: comm may hold spaces and parentheses.
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(f) > 1 {
+			pp, _ := strconv.Atoi(f[1])
+			children[pp] = append(children[pp], p)
+		}
+	}
+	var out []int
+	queue := []int{pid}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		out = append(out, children[p]...)
+		queue = append(queue, children[p]...)
+	}
+	return out
+}
+
+// alive reports whether pid exists and is not a zombie.
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	return len(f) > 0 && f[0] != "Z"
+}
