@@ -37,11 +37,8 @@ const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 // DefaultEnv is the environment every container starts from, before the
 // image's and the user's.
 func DefaultEnv(c *Config) []string {
-	env := []string{"PATH=" + defaultPath, "container=urun"}
-	if c.TTY {
-		env = append(env, "TERM=xterm")
-	}
-	return env
+	// podman sets TERM with or without a terminal.
+	return []string{"PATH=" + defaultPath, "TERM=xterm", "container=urun"}
 }
 
 // openInContainer opens a file of the container's root (after pivot).

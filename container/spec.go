@@ -60,13 +60,14 @@ func ParseVolume(spec string) (Mount, error) {
 
 // ParseTmpfs parses --tmpfs PATH[:OPTIONS]; options are tmpfs's own
 // (size=64m, mode=1777) plus ro/rw and the generic noexec, nosuid, nodev
-// and exec/suid/dev. Defaults are podman's: rw,noexec,nosuid,nodev.
+// and exec/suid/dev. Defaults are what podman does (rw,nosuid,nodev; its
+// manual says noexec too, its code does not add it).
 func ParseTmpfs(spec string) (Mount, error) {
 	dst, opts, _ := strings.Cut(spec, ":")
 	if !filepath.IsAbs(dst) {
 		return Mount{}, fmt.Errorf("%w: --tmpfs %q: the path must be absolute", ErrBadSpec, spec)
 	}
-	m := Mount{Type: "tmpfs", Destination: filepath.Clean(dst), Options: []string{"noexec", "nosuid", "nodev"}}
+	m := Mount{Type: "tmpfs", Destination: filepath.Clean(dst), Options: []string{"nosuid", "nodev"}}
 	if opts == "" {
 		return m, nil
 	}

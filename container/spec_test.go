@@ -47,9 +47,9 @@ func TestParseTmpfs(t *testing.T) {
 		want Mount
 		err  string
 	}{
-		{"/tmp", Mount{Type: "tmpfs", Destination: "/tmp", Options: []string{"noexec", "nosuid", "nodev"}}, ""},
-		{"/t:size=1m,mode=700,exec", Mount{Type: "tmpfs", Destination: "/t", Options: []string{"nosuid", "nodev", "size=1m", "mode=700"}}, ""},
-		{"/t:ro", Mount{Type: "tmpfs", Destination: "/t", ReadOnly: true, Options: []string{"noexec", "nosuid", "nodev"}}, ""},
+		{"/tmp", Mount{Type: "tmpfs", Destination: "/tmp", Options: []string{"nosuid", "nodev"}}, ""},
+		{"/t:size=1m,mode=700,noexec,dev", Mount{Type: "tmpfs", Destination: "/t", Options: []string{"nosuid", "size=1m", "mode=700", "noexec"}}, ""},
+		{"/t:ro", Mount{Type: "tmpfs", Destination: "/t", ReadOnly: true, Options: []string{"nosuid", "nodev"}}, ""},
 		{"t", Mount{}, "must be absolute"},
 		{"/t:bogus=1", Mount{}, `unknown option "bogus=1"`},
 	}

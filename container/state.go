@@ -138,7 +138,7 @@ func writeEtcFiles(c *Config) error {
 		resolv = hostResolvConf()
 	}
 	files := map[string]string{
-		"hostname":    c.Hostname + "\n",
+		"hostname":    c.Hostname, // no newline, as podman writes it
 		"hosts":       hosts,
 		"resolv.conf": resolv,
 	}

@@ -29,7 +29,7 @@ type runCmd struct {
 	Privileged  bool     `help:"All capabilities, no seccomp filter, no masked paths, host devices (as far as rootless allows)."`
 	ReadOnly    bool     `help:"Mount the root filesystem read-only (tmpfs on /tmp, /var/tmp, /run)."`
 	Volume      []string `short:"v" help:"Bind mount a host path." placeholder:"HOST:CTR[:ro]"`
-	Tmpfs       []string `help:"Mount a tmpfs." placeholder:"PATH[:OPTS]"`
+	Tmpfs       []string `help:"Mount a tmpfs (rw,nosuid,nodev by default)." placeholder:"PATH[:OPTS]"`
 	Network     string   `name:"network" aliases:"net" help:"Network: none (loopback only) or host." default:"none"`
 	Userns      string   `help:"User namespace mode: \"\" (you are root inside) or keep-id (you keep your uid)." placeholder:"MODE"`
 

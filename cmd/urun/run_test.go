@@ -247,7 +247,7 @@ func TestMounts(t *testing.T) {
 	if !strings.Contains(out, "from host\n") || strings.Contains(out, "ro-writable") {
 		t.Errorf("read-only bind: %q", out)
 	}
-	if !strings.Contains(out, "tmpfs rw,nosuid,nodev,noexec") {
+	if !strings.Contains(out, "tmpfs rw,nosuid,nodev,relatime") {
 		t.Errorf("--tmpfs: %q", out)
 	}
 	if b, _ := os.ReadFile(filepath.Join(host, "g")); string(b) != "new\n" {
@@ -288,7 +288,7 @@ echo done`
 
 func TestHostname(t *testing.T) {
 	e := newEnv(t)
-	out := e.ok("--rm", "--hostname", "box", "--", "sh", "-c", "hostname; cat /etc/hostname; grep -c box /etc/hosts")
+	out := e.ok("--rm", "--hostname", "box", "--", "sh", "-c", "hostname; cat /etc/hostname; echo; grep -c box /etc/hosts")
 	if out != "box\nbox\n1\n" {
 		t.Errorf("got %q", out)
 	}
