@@ -2,9 +2,9 @@ package userns
 
 import (
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
-	"log/slog"
 	"reflect"
 	"strings"
 	"testing"
