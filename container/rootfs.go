@@ -46,6 +46,14 @@ type rootfs struct {
 // target opens path (absolute, inside the container) as O_PATH, creating
 // it, and its missing parents, as a directory (dir) or an empty file.
 func (r *rootfs) target(path string, dir bool) (int, error) {
+	fd, err := r.openOrCreate(path, dir)
+	if err != nil {
+		return -1, fmt.Errorf("mount point %s: %w", path, err)
+	}
+	return fd, nil
+}
+
+func (r *rootfs) openOrCreate(path string, dir bool) (int, error) {
 	rel := strings.TrimPrefix(filepath.Clean(path), "/")
 	if rel == "" {
 		return unix.Dup(r.fd)
@@ -57,7 +65,7 @@ func (r *rootfs) target(path string, dir bool) (int, error) {
 	if !errors.Is(err, unix.ENOENT) {
 		return -1, err
 	}
-	pfd, err := r.target(filepath.Dir("/"+rel), true)
+	pfd, err := r.openOrCreate(filepath.Dir("/"+rel), true)
 	if err != nil {
 		return -1, err
 	}
@@ -80,9 +88,9 @@ func (r *rootfs) target(path string, dir bool) (int, error) {
 	}
 	if err != nil && !errors.Is(err, unix.EEXIST) {
 		if errors.Is(err, unix.EROFS) {
-			return -1, fmt.Errorf("create mount point %s: the root filesystem is read-only (--read-only): %w", path, err)
+			return -1, fmt.Errorf("create %s: the root filesystem is read-only (--read-only): %w", path, err)
 		}
-		return -1, fmt.Errorf("create mount point %s: %w", path, err)
+		return -1, fmt.Errorf("create %s: %w", path, err)
 	}
 	return sys.OpenInRoot(r.fd, rel, unix.O_PATH)
 }

@@ -93,7 +93,7 @@ func TestExitCodes(t *testing.T) {
 // container's shell, pid 1, to trap it.
 func TestSignals(t *testing.T) {
 	e := newEnv(t)
-	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2} {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH} {
 		for _, init := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%v init=%v", sig, init), func(t *testing.T) {
 				name := strings.TrimPrefix(unix.SignalName(sig), "SIG")
@@ -391,6 +391,21 @@ func TestBadInput(t *testing.T) {
 	}
 	if d := e.containerDirs(); len(d) != 0 {
 		t.Errorf("bad input left containers: %v", d)
+	}
+}
+
+// TestSetupError: a mount that fails inside the container ends urun with
+// 125 and podman's prefix, and --rm still removes everything.
+func TestSetupError(t *testing.T) {
+	e := newEnv(t)
+	file := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(file, nil, 0o644)
+	_, errs, code := e.run("--rm", "-v", file+":/etc/passwd/x", "--", "true")
+	if code != 125 || !strings.HasPrefix(errs, "Error: ") || !strings.Contains(errs, "/etc/passwd/x") {
+		t.Errorf("exit %d, stderr %q; want 125 and an error naming the mount point", code, errs)
+	}
+	if d := e.containerDirs(); len(d) != 0 {
+		t.Errorf("failed container left %v", d)
 	}
 }
 
