@@ -93,7 +93,6 @@ type podman struct {
 	t      *testing.T
 	env    []string
 	rootfs string
-	flags  []string
 }
 
 func newPodman(t *testing.T) *podman {
