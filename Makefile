@@ -24,6 +24,11 @@ export PATH := $(PATH):/usr/local/go/bin:/usr/local/sbin:/usr/sbin:/sbin
 export GOTOOLCHAIN ?= local
 
 GO          ?= go
+# Build tags for containers/storage and containers/image without C
+# libraries (btrfs, devicemapper, gpgme): every go command gets them
+# through GOFLAGS, so that go build/test/vet and staticcheck agree.
+GO_TAGS     := exclude_graphdriver_btrfs,exclude_graphdriver_devicemapper,containers_image_openpgp
+export GOFLAGS := $(strip $(filter-out -tags=%,$(shell $(GO) env GOFLAGS 2>/dev/null)) -tags=$(GO_TAGS))
 PKGS        ?= ./...
 GOTESTFLAGS ?=
 TEST_TIMEOUT ?= 20m

@@ -1,0 +1,228 @@
+package image
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"go.podman.io/image/v5/signature"
+	"go.podman.io/image/v5/types"
+	"go.podman.io/storage"
+	"golang.org/x/sys/unix"
+)
+
+// Store is the image store: a containers-storage store with the overlay
+// driver, mounting through ufs. It is safe for concurrent use, and other
+// processes may use the same graph root at the same time (containers-storage
+// locks its files).
+type Store struct {
+	store storage.Store
+	opts  Options
+	log   *slog.Logger
+	// tmpDir stages blobs of this process's pulls; removed by Close, and
+	// by the next Open when this process died before.
+	tmpDir string
+}
+
+// usernsEnv is containers-storage's marker for "running inside a user
+// namespace as its root" (unshare.UsernsEnvName): with it the overlay
+// driver writes user.overlay.* xattrs, which a user namespace may set,
+// instead of trusted.overlay.*, which it may not.
+const usernsEnv = "_CONTAINERS_USERNS_CONFIGURED"
+
+// Open opens (creating it if needed) the store described by o. The caller
+// must already be inside the user namespace that maps the subordinate ids
+// (or be real root): store operations change file owners.
+func Open(ctx context.Context, o Options) (*Store, error) {
+	o, err := o.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("image store: uid %d is not root of a user namespace: store operations must run inside urun's user namespace (run through the urun command, which enters it), or as root", os.Geteuid())
+	}
+	if err := markUserNS(); err != nil {
+		return nil, err
+	}
+	for _, d := range []string{o.GraphRoot, o.RunRoot} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("create store directory: %w", err)
+		}
+	}
+	driverOpts := []string{
+		"overlay.mount_program=" + o.MountProgram,
+		// The bind mount of the graph root over itself only serves
+		// shared-propagation hosts; we run in a mount namespace of our own.
+		"overlay.skip_mount_home=true",
+	}
+	if o.MountOptions != "" {
+		driverOpts = append(driverOpts, "overlay.mountopt="+o.MountOptions)
+	}
+	st, err := storage.GetStore(storage.StoreOptions{
+		RunRoot:            o.RunRoot,
+		GraphRoot:          o.GraphRoot,
+		GraphDriverName:    "overlay",
+		GraphDriverOptions: driverOpts,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", o.GraphRoot, err)
+	}
+	s := &Store{store: st, opts: o, log: o.Logger}
+	if err := s.cleanStaleTemp(); err != nil {
+		s.log.Warn("cleaning stale pull directories", "err", err)
+	}
+	s.log.DebugContext(ctx, "store open", "graphroot", o.GraphRoot, "runroot", o.RunRoot, "mount_program", o.MountProgram)
+	return s, nil
+}
+
+// Close releases the store; it unmounts nothing that callers mounted
+// through Mount, except when force is set.
+func (s *Store) Close() error {
+	var errs []error
+	if s.tmpDir != "" {
+		errs = append(errs, os.RemoveAll(s.tmpDir))
+	}
+	if _, err := s.store.Shutdown(false); err != nil {
+		errs = append(errs, fmt.Errorf("shut down store: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// GraphRoot and RunRoot return the store's directories.
+func (s *Store) GraphRoot() string { return s.opts.GraphRoot }
+
+// RunRoot returns the store's run root.
+func (s *Store) RunRoot() string { return s.opts.RunRoot }
+
+// MountProgram returns the ufs binary the overlay driver mounts with.
+func (s *Store) MountProgram() string { return s.opts.MountProgram }
+
+// Storage returns the underlying containers-storage store, for callers
+// that need what this package does not wrap (e.g. Mount).
+func (s *Store) Storage() storage.Store { return s.store }
+
+// systemContext carries the registry and policy configuration to
+// containers/image.
+func (s *Store) systemContext() *types.SystemContext {
+	return &types.SystemContext{
+		SystemRegistriesConfPath: s.opts.RegistriesConf,
+		SignaturePolicyPath:      s.opts.SignaturePolicy,
+		AuthFilePath:             s.opts.AuthFile,
+		BigFilesTemporaryDir:     s.pullTempDir(),
+	}
+}
+
+// policyContext is the signature policy: the configured or system
+// policy.json, and accept-anything when there is none at all.
+func (s *Store) policyContext(sys *types.SystemContext) (*signature.PolicyContext, error) {
+	pol, err := signature.DefaultPolicy(sys)
+	if errors.Is(err, fs.ErrNotExist) && s.opts.SignaturePolicy == "" {
+		s.log.Debug("no policy.json; accepting every image")
+		pol = &signature.Policy{Default: signature.PolicyRequirements{signature.NewPRInsecureAcceptAnything()}}
+		err = nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("signature policy: %w", err)
+	}
+	pc, err := signature.NewPolicyContext(pol)
+	if err != nil {
+		return nil, fmt.Errorf("signature policy: %w", err)
+	}
+	return pc, nil
+}
+
+// pullTempDir is where this process's pulls stage blobs:
+// GRAPHROOT/tmp/pull-PID, on the store's file system.
+func (s *Store) pullTempDir() string {
+	if s.tmpDir == "" {
+		s.tmpDir = filepath.Join(s.opts.GraphRoot, "tmp", "pull-"+strconv.Itoa(os.Getpid()))
+	}
+	return s.tmpDir
+}
+
+// ensureTempDir creates the staging directory.
+func (s *Store) ensureTempDir() error {
+	if err := os.MkdirAll(s.pullTempDir(), 0o700); err != nil {
+		return fmt.Errorf("create pull staging directory: %w", err)
+	}
+	return nil
+}
+
+// cleanStaleTemp removes staging directories of processes that died
+// during a pull (SIGKILL, power loss).
+func (s *Store) cleanStaleTemp() error {
+	dir := filepath.Join(s.opts.GraphRoot, "tmp")
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range ents {
+		pid, ok := strings.CutPrefix(e.Name(), "pull-")
+		if !ok {
+			continue
+		}
+		n, err := strconv.Atoi(pid)
+		if err != nil || n == os.Getpid() {
+			continue
+		}
+		if err := unix.Kill(n, 0); errors.Is(err, syscall.ESRCH) {
+			s.log.Debug("removing stale pull directory", "dir", e.Name())
+			errs = append(errs, os.RemoveAll(filepath.Join(dir, e.Name())))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// markUserNS tells containers-storage it runs as root of a user namespace
+// when that is so (before it first asks; it caches the answer).
+func markUserNS() error {
+	if os.Getenv(usernsEnv) != "" {
+		return nil
+	}
+	f, err := os.Open("/proc/self/uid_map")
+	if err != nil {
+		return fmt.Errorf("read uid map: %w", err)
+	}
+	defer f.Close()
+	initial, err := isInitialUIDMap(f)
+	if err != nil {
+		return err
+	}
+	if !initial {
+		return os.Setenv(usernsEnv, "done")
+	}
+	return nil
+}
+
+// isInitialUIDMap reports whether a uid_map is the initial user
+// namespace's identity map of all 2^32-1 ids.
+func isInitialUIDMap(r io.Reader) (bool, error) {
+	sc := bufio.NewScanner(r)
+	var lines []string
+	for sc.Scan() {
+		if l := strings.TrimSpace(sc.Text()); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return false, fmt.Errorf("read uid map: %w", err)
+	}
+	if len(lines) != 1 {
+		return false, nil
+	}
+	f := strings.Fields(lines[0])
+	return len(f) == 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295", nil
+}
