@@ -118,6 +118,9 @@ func (s *Store) systemContext() *types.SystemContext {
 		SignaturePolicyPath:      s.opts.SignaturePolicy,
 		AuthFilePath:             s.opts.AuthFile,
 		BigFilesTemporaryDir:     s.pullTempDir(),
+		// The blob-info cache (which registry has which blob) lives in
+		// the store, not in /var/lib/containers or ~/.local/share/containers.
+		BlobInfoCacheDir: filepath.Join(s.opts.GraphRoot, "cache"),
 	}
 }
 
@@ -186,43 +189,66 @@ func (s *Store) cleanStaleTemp() error {
 	return errors.Join(errs...)
 }
 
-// markUserNS tells containers-storage it runs as root of a user namespace
-// when that is so (before it first asks; it caches the answer).
+// markUserNS tells containers-storage and containers/image that they run
+// as root of a user namespace, before they first ask (they cache the
+// answer): _CONTAINERS_USERNS_CONFIGURED makes the overlay driver write
+// user.overlay.* xattrs (a user namespace may not set trusted.*), and
+// _CONTAINERS_ROOTLESS_UID (the uid mapped to 0) points their per-user
+// paths (signature lookaside, auth.json under /run/user/UID, registries.d)
+// at the user's, as podman's re-exec does.
 func markUserNS() error {
-	if os.Getenv(usernsEnv) != "" {
-		return nil
-	}
 	f, err := os.Open("/proc/self/uid_map")
 	if err != nil {
 		return fmt.Errorf("read uid map: %w", err)
 	}
 	defer f.Close()
-	initial, err := isInitialUIDMap(f)
-	if err != nil {
+	initial, rootUID, err := parseUIDMap(f)
+	if err != nil || initial {
 		return err
 	}
-	if !initial {
-		return os.Setenv(usernsEnv, "done")
+	if os.Getenv(usernsEnv) == "" {
+		if err := os.Setenv(usernsEnv, "done"); err != nil {
+			return err
+		}
+	}
+	if os.Getenv(rootlessUIDEnv) == "" && rootUID > 0 {
+		return os.Setenv(rootlessUIDEnv, strconv.Itoa(rootUID))
 	}
 	return nil
 }
 
-// isInitialUIDMap reports whether a uid_map is the initial user
-// namespace's identity map of all 2^32-1 ids.
-func isInitialUIDMap(r io.Reader) (bool, error) {
+// rootlessUIDEnv is containers' "uid of the user outside" variable.
+const rootlessUIDEnv = "_CONTAINERS_ROOTLESS_UID"
+
+// parseUIDMap reads a uid_map: whether it is the initial namespace's
+// identity map of all 2^32-1 ids, and the outside uid of uid 0 (-1 when 0
+// is not mapped).
+func parseUIDMap(r io.Reader) (initial bool, rootUID int, err error) {
 	sc := bufio.NewScanner(r)
-	var lines []string
+	rootUID = -1
+	n := 0
 	for sc.Scan() {
-		if l := strings.TrimSpace(sc.Text()); l != "" {
-			lines = append(lines, l)
+		f := strings.Fields(sc.Text())
+		if len(f) == 0 {
+			continue
 		}
+		if len(f) != 3 {
+			return false, -1, fmt.Errorf("uid map: bad line %q", sc.Text())
+		}
+		in, err1 := strconv.ParseUint(f[0], 10, 32)
+		out, err2 := strconv.ParseUint(f[1], 10, 32)
+		cnt, err3 := strconv.ParseUint(f[2], 10, 32)
+		if err := errors.Join(err1, err2, err3); err != nil {
+			return false, -1, fmt.Errorf("uid map: bad line %q: %w", sc.Text(), err)
+		}
+		n++
+		if in == 0 && cnt > 0 {
+			rootUID = int(out)
+		}
+		initial = n == 1 && in == 0 && out == 0 && cnt == 4294967295
 	}
 	if err := sc.Err(); err != nil {
-		return false, fmt.Errorf("read uid map: %w", err)
+		return false, -1, fmt.Errorf("read uid map: %w", err)
 	}
-	if len(lines) != 1 {
-		return false, nil
-	}
-	f := strings.Fields(lines[0])
-	return len(f) == 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295", nil
+	return initial && n == 1, rootUID, nil
 }

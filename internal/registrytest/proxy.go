@@ -1,0 +1,136 @@
+package registrytest
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"regexp"
+	"sync"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// Fault is what the proxy does to a blob download.
+type Fault int
+
+// Faults.
+const (
+	// Pass forwards the blob unchanged.
+	Pass Fault = iota
+	// Corrupt flips one byte in the middle of the blob (same length).
+	Corrupt
+	// Cut sends half of the blob and drops the connection; a resuming
+	// Range request gets 503.
+	Cut
+	// Stall sends half of the blob, reports the digest on Stalled, and
+	// holds the connection until the client goes away.
+	Stall
+)
+
+// Proxy is an HTTP proxy in front of a registry that applies faults to
+// chosen blobs.
+type Proxy struct {
+	// Addr is host:port of the proxy.
+	Addr   string
+	target *url.URL
+	rp     *httputil.ReverseProxy
+	// stalled receives the digest of each stalled download.
+	stalled chan digest.Digest
+
+	mu     sync.Mutex // guards faults
+	faults map[digest.Digest]Fault
+}
+
+var blobPath = regexp.MustCompile(`^/v2/.+/blobs/(sha256:[0-9a-f]{64})$`)
+
+// NewProxy starts a proxy to r on 127.0.0.1; it stops at the end of the test.
+func NewProxy(t testing.TB, r *Registry) *Proxy {
+	t.Helper()
+	target := &url.URL{Scheme: "http", Host: r.Addr}
+	p := &Proxy{
+		target: target, rp: httputil.NewSingleHostReverseProxy(target),
+		stalled: make(chan digest.Digest, 16), faults: map[digest.Digest]Fault{},
+	}
+	srv := httptest.NewServer(p)
+	t.Cleanup(srv.Close)
+	p.Addr = srv.Listener.Addr().String()
+	return p
+}
+
+// Set gives the blob d the fault f.
+func (p *Proxy) Set(d digest.Digest, f Fault) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.faults[d] = f
+}
+
+// Stalled receives the digest of every download Stall holds.
+func (p *Proxy) Stalled() <-chan digest.Digest { return p.stalled }
+
+func (p *Proxy) fault(r *http.Request) (digest.Digest, Fault) {
+	m := blobPath.FindStringSubmatch(r.URL.Path)
+	if m == nil || r.Method != http.MethodGet {
+		return "", Pass
+	}
+	d := digest.Digest(m[1])
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return d, p.faults[d]
+}
+
+// ServeHTTP forwards r, applying the fault of the blob it asks for.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	d, f := p.fault(r)
+	if f == Pass {
+		p.rp.ServeHTTP(w, r)
+		return
+	}
+	if f == Cut && r.Header.Get("Range") != "" {
+		http.Error(w, "cut by the test proxy", http.StatusServiceUnavailable)
+		return
+	}
+	u := *p.target
+	u.Path = r.URL.Path
+	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, u.String(), nil)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	req.Header = r.Header.Clone()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	for k, v := range resp.Header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(resp.StatusCode)
+	switch f {
+	case Corrupt:
+		if len(body) > 0 {
+			body[len(body)/2] ^= 0xff
+		}
+		w.Write(body)
+	case Cut, Stall:
+		w.Write(body[:len(body)/2])
+		w.(http.Flusher).Flush()
+		if f == Stall {
+			select {
+			case p.stalled <- d:
+			default:
+			}
+			<-r.Context().Done()
+		}
+		panic(http.ErrAbortHandler)
+	}
+}
