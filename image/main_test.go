@@ -3,12 +3,12 @@ package image_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -214,4 +214,4 @@ func wantErr(t *testing.T, err error, parts ...string) {
 	}
 }
 
-var _ = errors.Is
+func itoa(i int) string { return strconv.Itoa(i) }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
@@ -153,10 +154,16 @@ func (s *Store) pullRef(ctx context.Context, sys *types.SystemContext, src types
 	}
 	img, err := s.copyIn(ctx, sys, src, named, o.Report)
 	if err != nil {
+		if m := digestMismatch.FindStringSubmatch(err.Error()); m != nil {
+			return nil, fmt.Errorf("pull %s: layer %s%s does not match its digest (the registry or something between sent corrupt data); nothing was stored: %w", transports.ImageName(src), m[1], registryOf(src), err)
+		}
 		return nil, fmt.Errorf("pull %s%s: %w", transports.ImageName(src), registryOf(src), err)
 	}
 	return img, nil
 }
+
+// digestMismatch matches containers/image's (untyped) digest error.
+var digestMismatch = regexp.MustCompile(`Digest did not match, expected (sha256:[0-9a-f]{64})`)
 
 // registryOf names the registry of a docker:// source for error messages.
 func registryOf(src types.ImageReference) string {

@@ -1,0 +1,298 @@
+package image_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/urun-dev/urun/image"
+	rt "github.com/urun-dev/urun/internal/registrytest"
+)
+
+func layerIDs(t *testing.T, s *image.Store) []string {
+	t.Helper()
+	ls, err := s.Storage().Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, l := range ls {
+		ids = append(ids, l.ID)
+	}
+	return ids
+}
+
+func TestRemoveKeepsSharedLayers(t *testing.T) {
+	e := newEnv(t)
+	bb := busybox(t)
+	refA := e.push("test/a", rt.Image{Layers: []rt.Layer{bb}})
+	refB := e.push("test/b", rt.Image{Layers: []rt.Layer{bb, {rt.File("extra", "b")}}})
+	a, b := e.pull(refA), e.pull(refB)
+	if got := layerIDs(t, e.s); len(got) != 2 {
+		t.Fatalf("layers %v, want 2 (the busybox layer shared)", got)
+	}
+	// A second name: rmi of one name only untags.
+	if _, err := e.s.Tag(refB, "mine/b:v1"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := e.s.Resolve("mine/b:v1"); err != nil || got.ID != b.ID {
+		t.Fatalf("resolve the new tag: %v %v", got, err)
+	}
+	r, err := e.s.Remove("mine/b:v1", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Deleted != "" || !slices.Equal(r.Untagged, []string{"localhost/mine/b:v1"}) {
+		t.Errorf("removal %+v, want only the untag of localhost/mine/b:v1", r)
+	}
+	// In use by a container: refused, then forced.
+	c, err := e.s.NewContainer(context.Background(), b, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.s.Remove(refB, false); !errors.Is(err, image.ErrInUse) {
+		t.Fatalf("remove an image in use: %v, want ErrInUse", err)
+	}
+	r, err = e.s.Remove(refB, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Deleted != b.ID || len(r.Layers) != 1 {
+		t.Errorf("removal %+v, want image %s and its own layer", r, b.ID)
+	}
+	if _, err := e.s.Container(context.Background(), c.ID); !errors.Is(err, image.ErrContainerNotFound) {
+		t.Errorf("container of the forced removal: %v", err)
+	}
+	if got := layerIDs(t, e.s); !slices.Equal(got, []string{a.TopLayer}) {
+		t.Errorf("layers after rmi of b: %v, want only a's %s", got, a.TopLayer)
+	}
+	if _, err := e.s.Resolve(refA); err != nil {
+		t.Errorf("a after rmi b: %v", err)
+	}
+	if _, err := e.s.Remove(a.ID[:12], false); err != nil {
+		t.Fatal(err)
+	}
+	if got := layerIDs(t, e.s); len(got) != 0 {
+		t.Errorf("layers after rmi of everything: %v", got)
+	}
+	if _, err := e.s.Remove(refA, false); !errors.Is(err, image.ErrNotFound) {
+		t.Errorf("remove a removed image: %v, want ErrNotFound", err)
+	}
+}
+
+func TestImport(t *testing.T) {
+	e := newEnv(t)
+	tarPath := filepath.Join(t.TempDir(), "rootfs.tar")
+	var buf bytes.Buffer
+	if err := rt.WriteTar(&buf, busybox(t)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tarPath, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	img, err := e.s.Import(context.Background(), tarPath, "demo", image.ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(img.Names, []string{"localhost/demo:latest"}) {
+		t.Errorf("names %v", img.Names)
+	}
+	got, err := e.s.Resolve("demo")
+	if err != nil || got.ID != img.ID {
+		t.Fatalf("resolve demo: %v %v", got, err)
+	}
+	c, err := e.s.NewContainer(context.Background(), img, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.s.RemoveContainer(c.ID)
+	if !exists(filepath.Join(c.Lowers()[0], "bin/sh")) {
+		t.Error("bin/sh missing from the imported layer")
+	}
+	_, err = e.s.Import(context.Background(), filepath.Join(t.TempDir(), "nothing.tar"), "x", image.ImportOptions{})
+	wantErr(t, err, "nothing.tar", "no such file")
+}
+
+func TestSaveLoad(t *testing.T) {
+	e := newEnv(t)
+	ref := e.push("test/saved", rt.Image{Layers: []rt.Layer{busybox(t), {rt.File("etc/motd", "saved")}}})
+	img := e.pull(ref)
+	for _, f := range []image.ArchiveFormat{image.DockerArchive, image.OCIArchive} {
+		t.Run(string(f), func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "img.tar")
+			if err := e.s.SaveFile(context.Background(), []string{ref}, f, path, nil); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.s.Remove(ref, false); err != nil {
+				t.Fatal(err)
+			}
+			loaded, err := e.s.Load(context.Background(), path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(loaded) != 1 || loaded[0].ID != img.ID || !slices.Contains(loaded[0].Names, ref) {
+				t.Fatalf("loaded %+v, want %s named %s", loaded, img.ID, ref)
+			}
+			c, err := e.s.NewContainer(context.Background(), loaded[0], "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.s.RemoveContainer(c.ID)
+			if b, err := os.ReadFile(filepath.Join(c.Lowers()[0], "etc/motd")); err != nil || string(b) != "saved" {
+				t.Errorf("etc/motd after load: %q %v", b, err)
+			}
+		})
+	}
+	err := e.s.SaveFile(context.Background(), []string{"no/such:image"}, image.DockerArchive, filepath.Join(t.TempDir(), "x.tar"), nil)
+	if !errors.Is(err, image.ErrNotFound) {
+		t.Errorf("save of a missing image: %v", err)
+	}
+	_, err = e.s.Load(context.Background(), "/etc/passwd", nil)
+	wantErr(t, err, "/etc/passwd")
+}
+
+func TestShortNames(t *testing.T) {
+	e := newEnv(t)
+	ref := e.push("test/single", rt.Image{Layers: []rt.Layer{busybox(t)}})
+	repo := strings.TrimSuffix(ref, ":latest")
+	e.writeRegistries("\n[aliases]\n\"mytest\" = \"" + repo + "\"\n")
+	img := e.pull("mytest")
+	if !slices.Contains(img.Names, ref) {
+		t.Errorf("names %v, want %s", img.Names, ref)
+	}
+	for _, n := range []string{"mytest", "mytest:latest"} {
+		if got, err := e.s.Resolve(n); err != nil || got.ID != img.ID {
+			t.Errorf("resolve %s: %v %v", n, got, err)
+		}
+	}
+	// No alias and no search registry: the error says what to do.
+	_, err := e.s.Pull(context.Background(), "nosuchalias", image.PullOptions{SkipTLSVerify: true})
+	wantErr(t, err, "nosuchalias", "fully qualified")
+	if _, err := e.s.Resolve("nosuchalias"); !errors.Is(err, image.ErrNotFound) {
+		t.Errorf("resolve an unknown short name: %v", err)
+	}
+	// Get pulls only when missing, and never with PullNever.
+	if _, err := e.s.Get(context.Background(), "nosuchalias", image.PullNever, image.PullOptions{}); !errors.Is(err, image.ErrNotFound) {
+		t.Errorf("get with pull never: %v", err)
+	}
+	got, err := e.s.Get(context.Background(), "mytest", image.PullMissing, image.PullOptions{})
+	if err != nil || got.ID != img.ID {
+		t.Errorf("get mytest: %v %v", got, err)
+	}
+}
+
+func TestPullBadDigest(t *testing.T) {
+	e := newEnv(t)
+	bb := busybox(t)
+	p := rt.NewProxy(t, e.reg)
+	e.push("test/bad", rt.Image{Layers: []rt.Layer{bb}})
+	blob := layerBlob(t, bb)
+	p.Set(blob, rt.Corrupt)
+	_, err := e.s.Pull(context.Background(), p.Addr+"/test/bad:latest", image.PullOptions{SkipTLSVerify: true})
+	wantErr(t, err, blob.Encoded()[:12], "registry "+p.Addr, "digest")
+	if got := names(t, e.s); len(got) != 0 {
+		t.Errorf("images after a bad digest: %v", got)
+	}
+	if got := layerIDs(t, e.s); len(got) != 0 {
+		t.Errorf("layers after a bad digest: %v", got)
+	}
+}
+
+func TestPullInterrupted(t *testing.T) {
+	e := newEnv(t)
+	bb := busybox(t)
+	top := rt.Layer{rt.File("big", strings.Repeat("x", 1<<20))}
+	p := rt.NewProxy(t, e.reg)
+	e.push("test/cut", rt.Image{Layers: []rt.Layer{bb, top}})
+	ref := p.Addr + "/test/cut:latest"
+	blob := layerBlob(t, bb)
+
+	t.Run("connection cut", func(t *testing.T) {
+		p.Set(blob, rt.Cut)
+		_, err := e.s.Pull(context.Background(), ref, image.PullOptions{SkipTLSVerify: true})
+		wantErr(t, err, "registry "+p.Addr)
+		if got := names(t, e.s); len(got) != 0 {
+			t.Errorf("images after a cut pull: %v", got)
+		}
+	})
+
+	t.Run("puller killed", func(t *testing.T) {
+		p.Set(blob, rt.Stall)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		cmd, out := e.helper(ctx, "pull", ref)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-p.Stalled():
+		case err := <-done:
+			t.Fatalf("the pull ended before the stall: %v\n%s", err, out)
+		case <-ctx.Done():
+			t.Fatal("no stalled download within a minute")
+		}
+		cmd.Process.Kill()
+		<-done
+		// A fresh look at the store, as the next urun would have.
+		if got := names(t, e.s); len(got) != 0 {
+			t.Errorf("images after a killed pull: %v", got)
+		}
+		stale := filepath.Join(e.opts.GraphRoot, "tmp", "pull-"+itoa(cmd.Process.Pid))
+		if !exists(stale) {
+			t.Logf("the killed pull left no staging directory %s", stale)
+		}
+		p.Set(blob, rt.Pass)
+		cmd2, out2 := e.helper(ctx, "pull", ref)
+		if err := cmd2.Run(); err != nil {
+			t.Fatalf("pull after the kill: %v\n%s", err, out2)
+		}
+		if exists(stale) {
+			t.Errorf("staging directory %s of the killed pull is still there", stale)
+		}
+	})
+
+	if got := names(t, e.s); !slices.Equal(got, []string{ref}) {
+		t.Errorf("images after the complete pull: %v, want %s", got, ref)
+	}
+	if got := layerIDs(t, e.s); len(got) != 2 {
+		t.Errorf("layers %v, want 2", got)
+	}
+}
+
+func TestConcurrentPulls(t *testing.T) {
+	e := newEnv(t)
+	ref := e.push("test/conc", rt.Image{Layers: []rt.Layer{busybox(t), {rt.File("f", "2")}}})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var wg sync.WaitGroup
+	ids := make([]string, 2)
+	for i := range ids {
+		cmd, out := e.helper(ctx, "pull", ref)
+		wg.Go(func() {
+			if err := cmd.Run(); err != nil {
+				t.Errorf("pull %d: %v\n%s", i, err, out)
+				return
+			}
+			ids[i] = strings.TrimSpace(out.String())
+		})
+	}
+	wg.Wait()
+	if ids[0] == "" || ids[0] != ids[1] {
+		t.Errorf("image IDs %q", ids)
+	}
+	if got := names(t, e.s); !slices.Equal(got, []string{ref}) {
+		t.Errorf("images %v, want one %s", got, ref)
+	}
+	if got := layerIDs(t, e.s); len(got) != 2 {
+		t.Errorf("layers %v, want 2", got)
+	}
+}
