@@ -176,30 +176,14 @@ func names(t *testing.T, s *image.Store) []string {
 	return out
 }
 
-// layerDigest is the digest of the blob of a layer as WriteLayout writes
-// it (gzip of its tar).
+// layerBlob is the digest of a layer's blob in the registry.
 func layerBlob(t *testing.T, l registrytest.Layer) digest.Digest {
 	t.Helper()
-	dir := t.TempDir()
-	if err := registrytest.WriteLayout(dir, "x", registrytest.Image{Layers: []registrytest.Layer{l}}); err != nil {
-		t.Fatal(err)
-	}
-	ents, err := os.ReadDir(filepath.Join(dir, "blobs", "sha256"))
+	d, err := registrytest.BlobDigest(l)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var biggest os.DirEntry
-	var size int64
-	for _, e := range ents {
-		fi, err := e.Info()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if fi.Size() > size {
-			biggest, size = e, fi.Size()
-		}
-	}
-	return digest.NewDigestFromEncoded(digest.SHA256, biggest.Name())
+	return d
 }
 
 func wantErr(t *testing.T, err error, parts ...string) {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/alecthomas/kong"
 	"github.com/urun-dev/urun/container"
+	"github.com/urun-dev/urun/image"
 	"github.com/urun-dev/urun/internal/reexec"
 )
 
@@ -29,16 +30,29 @@ func (e *exitCodeError) Error() string {
 type globals struct {
 	Root     string `help:"Data directory (containers' state). Default: $$XDG_DATA_HOME/urun or ~/.local/share/urun." placeholder:"DIR"`
 	LogLevel string `help:"Log level: debug, info, warn, error." default:"warn" enum:"debug,info,warn,error"`
+	storeGlobals
 }
 
 type cli struct {
 	globals
 	Run runCmd `cmd:"" help:"Run a command in a new container."`
+
+	Pull    pullCmd    `cmd:"" help:"Pull an image into the store."`
+	Images  imagesCmd  `cmd:"" help:"List the images of the store."`
+	Rmi     rmiCmd     `cmd:"" help:"Remove images (layers other images use are kept)."`
+	Tag     tagCmd     `cmd:"" help:"Give an image more names."`
+	Untag   untagCmd   `cmd:"" help:"Take names off images."`
+	Inspect inspectCmd `cmd:"" help:"Show images' configuration and layers as JSON."`
+	Import  importCmd  `cmd:"" help:"Make an image of a root file system tarball."`
+	Save    saveCmd    `cmd:"" help:"Write images to a docker-archive or oci-archive."`
+	Load    loadCmd    `cmd:"" help:"Store the images of a docker-archive or oci-archive."`
+	Unshare unshareCmd `cmd:"" help:"Run a command as root of urun's user namespace (where the store's files have their owners)."`
 }
 
 func main() {
 	container.Register()
-	if reexec.Init() {
+	registerStoreEntry()
+	if image.Init() || reexec.Init() {
 		return
 	}
 	os.Exit(run(os.Args[1:]))

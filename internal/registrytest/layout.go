@@ -195,23 +195,16 @@ func (w layoutWriter) image(img Image) (imgspecv1.Descriptor, error) {
 	cfg := imgspecv1.Image{Created: &created, Platform: plat, Config: img.Config, RootFS: imgspecv1.RootFS{Type: "layers"}}
 	var layers []imgspecv1.Descriptor
 	for i, l := range img.Layers {
-		var raw, gz bytes.Buffer
-		if err := WriteTar(&raw, l); err != nil {
+		gz, diffID, err := compressLayer(l)
+		if err != nil {
 			return imgspecv1.Descriptor{}, err
 		}
-		zw := gzip.NewWriter(&gz)
-		if _, err := zw.Write(raw.Bytes()); err != nil {
-			return imgspecv1.Descriptor{}, err
-		}
-		if err := zw.Close(); err != nil {
-			return imgspecv1.Descriptor{}, err
-		}
-		d, err := w.blob(imgspecv1.MediaTypeImageLayerGzip, gz.Bytes())
+		d, err := w.blob(imgspecv1.MediaTypeImageLayerGzip, gz)
 		if err != nil {
 			return imgspecv1.Descriptor{}, err
 		}
 		layers = append(layers, d)
-		cfg.RootFS.DiffIDs = append(cfg.RootFS.DiffIDs, digest.FromBytes(raw.Bytes()))
+		cfg.RootFS.DiffIDs = append(cfg.RootFS.DiffIDs, diffID)
 		cfg.History = append(cfg.History, imgspecv1.History{Created: &created, CreatedBy: fmt.Sprintf("registrytest layer %d", i)})
 	}
 	cd, err := w.json(imgspecv1.MediaTypeImageConfig, cfg)
@@ -225,4 +218,31 @@ func (w layoutWriter) image(img Image) (imgspecv1.Descriptor, error) {
 	}
 	md.Platform = &plat
 	return md, nil
+}
+
+// compressLayer returns the gzip blob of l (deterministic: the same
+// entries give the same blob) and its diff ID.
+func compressLayer(l Layer) ([]byte, digest.Digest, error) {
+	var raw, gz bytes.Buffer
+	if err := WriteTar(&raw, l); err != nil {
+		return nil, "", err
+	}
+	zw := gzip.NewWriter(&gz)
+	if _, err := zw.Write(raw.Bytes()); err != nil {
+		return nil, "", err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, "", err
+	}
+	return gz.Bytes(), digest.FromBytes(raw.Bytes()), nil
+}
+
+// BlobDigest is the digest of l's blob as WriteLayout writes and a
+// registry serves it.
+func BlobDigest(l Layer) (digest.Digest, error) {
+	gz, _, err := compressLayer(l)
+	if err != nil {
+		return "", err
+	}
+	return digest.FromBytes(gz), nil
 }

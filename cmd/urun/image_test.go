@@ -1,0 +1,242 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
+	rt "github.com/urun-dev/urun/internal/registrytest"
+	"github.com/urun-dev/urun/internal/testutil"
+)
+
+// imageCLI runs the urun binary on a store in temporary directories, as
+// an unprivileged user (urun enters its user namespace itself) or as root.
+type imageCLI struct {
+	t    *testing.T
+	bin  string
+	args []string
+}
+
+func newImageCLI(t *testing.T, reg *rt.Registry, registriesExtra string) *imageCLI {
+	t.Helper()
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "registries.conf")
+	body := fmt.Sprintf("unqualified-search-registries = []\n\n[[registry]]\nlocation = %q\ninsecure = true\n%s", reg.Addr, registriesExtra)
+	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := &imageCLI{t: t, bin: testutil.URunBin(t), args: []string{
+		"--graphroot", filepath.Join(dir, "graph"), "--runroot", filepath.Join(dir, "run"),
+		"--registries-conf", conf,
+	}}
+	// The store's files belong to subordinate ids: remove them from
+	// inside the user namespace, before TempDir's own clean-up.
+	t.Cleanup(func() {
+		if out, err := c.try("unshare", "rm", "-rf", filepath.Join(dir, "graph")); err != nil {
+			t.Errorf("remove the store: %v\n%s", err, out)
+		}
+	})
+	return c
+}
+
+func (c *imageCLI) cmd(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, c.bin, append(append([]string{}, c.args...), args...)...)
+	cmd.Env = append(os.Environ(), "URUN_CONFIG=/dev/null")
+	return cmd
+}
+
+// run runs urun and fails the test unless it exits 0; it returns stdout.
+func (c *imageCLI) run(args ...string) string {
+	c.t.Helper()
+	out, err := c.try(args...)
+	if err != nil {
+		c.t.Fatalf("urun %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func (c *imageCLI) try(args ...string) (string, error) {
+	c.t.Helper()
+	var stdout, stderr bytes.Buffer
+	cmd := c.cmd(context.Background(), args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if err != nil {
+		return stdout.String() + stderr.String(), err
+	}
+	return stdout.String(), nil
+}
+
+func (c *imageCLI) imageNames() []string {
+	c.t.Helper()
+	var imgs []struct{ Names []string }
+	if err := json.Unmarshal([]byte(c.run("images", "--format", "json")), &imgs); err != nil {
+		c.t.Fatal(err)
+	}
+	var names []string
+	for _, i := range imgs {
+		names = append(names, i.Names...)
+	}
+	return names
+}
+
+func pushBusybox(t *testing.T, reg *rt.Registry, repo string, extra ...rt.Layer) string {
+	t.Helper()
+	bb, err := rt.Busybox()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	img := rt.Image{Layers: append([]rt.Layer{bb}, extra...), Config: imageConfigForTest()}
+	if err := rt.WriteLayout(dir, "latest", img); err != nil {
+		t.Fatal(err)
+	}
+	return reg.Push(t, dir, "latest", repo)
+}
+
+func TestImageCommands(t *testing.T) {
+	testutil.Integration(t)
+	reg := rt.Start(t)
+	ref := pushBusybox(t, reg, "test/cli")
+	c := newImageCLI(t, reg, fmt.Sprintf("\n[aliases]\n\"clitest\" = %q\n", strings.TrimSuffix(ref, ":latest")))
+
+	id := strings.TrimSpace(c.run("pull", "-q", "--tls-verify=false", "clitest"))
+	if len(id) != 64 {
+		t.Fatalf("pull printed %q, want an image ID", id)
+	}
+	if got := c.imageNames(); len(got) != 1 || got[0] != ref {
+		t.Fatalf("images: %v, want [%s]", got, ref)
+	}
+	if out := c.run("images"); !strings.Contains(out, strings.TrimSuffix(ref, ":latest")) || !strings.Contains(out, id[:12]) {
+		t.Errorf("images table:\n%s", out)
+	}
+	var in []struct {
+		ID     string
+		Config struct{ User, WorkingDir string }
+	}
+	if err := json.Unmarshal([]byte(c.run("inspect", "clitest")), &in); err != nil {
+		t.Fatal(err)
+	}
+	if len(in) != 1 || in[0].ID != id || in[0].Config.User != "1000" || in[0].Config.WorkingDir != "/home/app" {
+		t.Errorf("inspect: %+v", in)
+	}
+
+	c.run("tag", "clitest", "mine:v1")
+	archive := filepath.Join(t.TempDir(), "img.tar")
+	c.run("save", "-q", "-o", archive, "mine:v1")
+	out := c.run("rmi", "mine:v1")
+	if !strings.Contains(out, "Untagged: localhost/mine:v1") || strings.Contains(out, "Deleted") {
+		t.Errorf("rmi of one of two names:\n%s", out)
+	}
+	if out := c.run("rmi", ref); !strings.Contains(out, "Deleted: "+id) {
+		t.Errorf("rmi:\n%s", out)
+	}
+	if got := c.imageNames(); len(got) != 0 {
+		t.Fatalf("images after rmi: %v", got)
+	}
+	if out := c.run("load", "-q", "-i", archive); !strings.Contains(out, "Loaded image: localhost/mine:v1") {
+		t.Errorf("load:\n%s", out)
+	}
+
+	// import of a root file system tarball, with --change.
+	var tarBuf bytes.Buffer
+	bb, _ := rt.Busybox()
+	if err := rt.WriteTar(&tarBuf, bb); err != nil {
+		t.Fatal(err)
+	}
+	tarPath := filepath.Join(t.TempDir(), "rootfs.tar")
+	if err := os.WriteFile(tarPath, tarBuf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.run("import", "-q", "--change", `CMD ["/bin/echo", "hi"]`, tarPath, "imported")
+	in = nil
+	if err := json.Unmarshal([]byte(c.run("inspect", "imported")), &in); err != nil {
+		t.Fatal(err)
+	}
+	if len(in) != 1 {
+		t.Fatalf("inspect imported: %+v", in)
+	}
+
+	// Errors say what is wrong.
+	if out, err := c.try("rmi", "nosuch"); err == nil || !strings.Contains(out, "nosuch") {
+		t.Errorf("rmi nosuch: %v\n%s", err, out)
+	}
+	if out, err := c.try("pull", "-q", "--tls-verify=false", "unaliased"); err == nil || !strings.Contains(out, "fully qualified") {
+		t.Errorf("pull of an unknown short name: %v\n%s", err, out)
+	}
+	if out, err := c.try("pull", "-q", "127.0.0.1:1/x:latest"); err == nil || !strings.Contains(out, "127.0.0.1:1") {
+		t.Errorf("pull from an unreachable registry: %v\n%s", err, out)
+	}
+}
+
+// TestPullInterruptedBySignal: SIGINT (to the process group, as a
+// terminal sends it) during a pull ends urun with no image stored, and the
+// next pull completes.
+func TestPullInterruptedBySignal(t *testing.T) {
+	testutil.Integration(t)
+	reg := rt.Start(t)
+	bb, err := rt.Busybox()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := rt.NewProxy(t, reg)
+	pushBusybox(t, reg, "test/sig")
+	ref := p.Addr + "/test/sig:latest"
+	c := newImageCLI(t, reg, "")
+	c.run("images") // store created, binary warm
+	p.Set(blobDigest(t, bb), rt.Stall)
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := c.cmd(ctx, "pull", "-q", "--tls-verify=false", ref)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-p.Stalled():
+	case err := <-done:
+		t.Fatalf("pull ended before the stall: %v\n%s", err, out.String())
+	case <-ctx.Done():
+		t.Fatal("no stall within a minute")
+	}
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGINT)
+	if err := <-done; err == nil {
+		t.Fatalf("interrupted pull exited 0:\n%s", out.String())
+	}
+	if got := c.imageNames(); len(got) != 0 {
+		t.Errorf("images after an interrupted pull: %v", got)
+	}
+	p.Set(blobDigest(t, bb), rt.Pass)
+	c.run("pull", "-q", "--tls-verify=false", ref)
+	if got := c.imageNames(); len(got) != 1 {
+		t.Errorf("images after the pull: %v", got)
+	}
+}
+
+func blobDigest(t *testing.T, l rt.Layer) digest.Digest {
+	t.Helper()
+	d, err := rt.BlobDigest(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func imageConfigForTest() imgspecv1.ImageConfig {
+	return imgspecv1.ImageConfig{Cmd: []string{"/bin/sh"}, User: "1000", WorkingDir: "/home/app", Env: []string{"PATH=/bin"}}
+}
