@@ -26,14 +26,11 @@ func TestMain(m *testing.M) {
 	if image.Init() {
 		return
 	}
-	flag.Parse()
-	if code, done := testutil.UserNSMain(); done {
-		os.Exit(code)
-	}
 	if h := os.Getenv(helperEnv); h != "" {
 		os.Exit(runHelper(h))
 	}
-	os.Exit(m.Run())
+	flag.Parse()
+	os.Exit(testutil.RunInUserNS(m))
 }
 
 // runHelper runs one store operation in this process, as a separate urun
