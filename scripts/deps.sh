@@ -9,8 +9,13 @@ set -euo pipefail
 # attr:       getfattr/setfattr (xattr tests and debugging)
 # e2fsprogs:  mkfs.ext4/chattr for scratch filesystems
 # gcc, libc6-dev: cgo toolchain needed by `go test -race`
-# busybox-static: the root filesystem of urun's demo and tests
-PACKAGES=(fuse3 uidmap util-linux attr e2fsprogs gcc libc6-dev busybox-static)
+# docker-registry: the registry the image tests pull from (on 127.0.0.1)
+# busybox-static: the root filesystem of urun's demo and tests, and of test images
+# golang-github-containers-common, golang-github-containers-image:
+#             registries.conf, short-name aliases, policy.json for urun pull
+PACKAGES=(fuse3 uidmap util-linux attr e2fsprogs gcc libc6-dev
+	docker-registry busybox-static
+	golang-github-containers-common golang-github-containers-image)
 
 installed() {
 	[ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]
