@@ -1,13 +1,17 @@
 package image
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"go.podman.io/image/v5/docker"
 )
 
 func TestParseUIDMap(t *testing.T) {
@@ -172,6 +176,28 @@ func TestParsePolicies(t *testing.T) {
 	for in, ok := range map[string]bool{"": true, "docker-archive": true, "oci-archive": true, "tar": false} {
 		if _, err := ParseArchiveFormat(in); (err == nil) != ok {
 			t.Errorf("ParseArchiveFormat(%q): %v", in, err)
+		}
+	}
+}
+
+func TestPullHint(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("write: %w", syscall.ENOSPC), "full"},
+		{fmt.Errorf("dial: %w", syscall.ECONNREFUSED), "unreachable"},
+		{docker.ErrUnauthorizedForCredentials{Err: errors.New("401")}, "log in"},
+		{errors.New("reading manifest latest: requested access to the resource is denied"), "log in"},
+		{errors.New(`Get "https://x/v2/": http: server gave HTTP response to HTTPS client`), "--tls-verify=false"},
+		{errors.New("x509: certificate signed by unknown authority"), "CA certificate"},
+		{errors.New(`no image found in manifest list for architecture "amd64"`), "--platform"},
+		{errors.New("reading manifest v9: manifest unknown"), "no such image or tag"},
+		{errors.New("something else"), ""},
+	} {
+		got := pullHint(tc.err)
+		if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+			t.Errorf("pullHint(%v) = %q, want it to contain %q", tc.err, got, tc.want)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"regexp"
 	"strings"
+	"syscall"
 
 	"github.com/opencontainers/go-digest"
 	"go.podman.io/image/v5/copy"
@@ -157,9 +158,43 @@ func (s *Store) pullRef(ctx context.Context, sys *types.SystemContext, src types
 		if m := digestMismatch.FindStringSubmatch(err.Error()); m != nil {
 			return nil, fmt.Errorf("pull %s: layer %s%s does not match its digest (the registry or something between sent corrupt data); nothing was stored: %w", transports.ImageName(src), m[1], registryOf(src), err)
 		}
+		if h := pullHint(err); h != "" {
+			return nil, fmt.Errorf("pull %s%s: %w (%s)", transports.ImageName(src), registryOf(src), err, h)
+		}
 		return nil, fmt.Errorf("pull %s%s: %w", transports.ImageName(src), registryOf(src), err)
 	}
 	return img, nil
+}
+
+// pullHint says what to do about a failed pull, when the cause is known.
+func pullHint(err error) string {
+	msg := err.Error()
+	var unauth docker.ErrUnauthorizedForCredentials
+	has := func(subs ...string) bool {
+		for _, s := range subs {
+			if strings.Contains(msg, s) {
+				return true
+			}
+		}
+		return false
+	}
+	switch {
+	case errors.Is(err, syscall.ENOSPC):
+		return "the store's file system is full: free space (urun rmi) or move the graph root"
+	case errors.As(err, &unauth) || has("unauthorized", "denied", "authentication required"):
+		return "the registry refused access: check the name, or log in (podman login writes $XDG_RUNTIME_DIR/containers/auth.json)"
+	case has("server gave HTTP response to HTTPS client"):
+		return "the registry speaks plain HTTP: use --tls-verify=false, or insecure = true for it in registries.conf"
+	case has("x509:", "tls: "):
+		return "TLS verification failed: install the registry's CA certificate, or use --tls-verify=false on a network you trust"
+	case errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) || has("no such host", "i/o timeout", "server misbehaving"):
+		return "registry unreachable: check its name and port, the network, and proxy settings (HTTPS_PROXY)"
+	case has("no image found in manifest list", "no image found in image index"):
+		return "the image has no instance for this platform: choose one with --platform OS/ARCH"
+	case has("manifest unknown", "name unknown"):
+		return "the registry has no such image or tag: check the name and tag"
+	}
+	return ""
 }
 
 // digestMismatch matches containers/image's (untyped) digest error.

@@ -229,5 +229,5 @@ func TestPullMultiArch(t *testing.T) {
 	// An index without the host's platform says so.
 	ref2 := e.push("test/foreign", mk("s390x"), mk("riscv64"))
 	_, err = e.s.Pull(context.Background(), ref2, image.PullOptions{SkipTLSVerify: true})
-	wantErr(t, err, "test/foreign", runtime.GOARCH)
+	wantErr(t, err, "test/foreign", runtime.GOARCH, "--platform")
 }

@@ -174,8 +174,15 @@ func TestImageCommands(t *testing.T) {
 	if out, err := c.try("pull", "-q", "--tls-verify=false", "unaliased"); err == nil || !strings.Contains(out, "fully qualified") {
 		t.Errorf("pull of an unknown short name: %v\n%s", err, out)
 	}
-	if out, err := c.try("pull", "-q", "127.0.0.1:1/x:latest"); err == nil || !strings.Contains(out, "127.0.0.1:1") {
+	if out, err := c.try("pull", "-q", "127.0.0.1:1/x:latest"); err == nil || !strings.Contains(out, "127.0.0.1:1") || !strings.Contains(out, "unreachable") {
 		t.Errorf("pull from an unreachable registry: %v\n%s", err, out)
+	}
+	plain := strings.Replace(ref, "127.0.0.1", "localhost", 1) // not marked insecure
+	if out, err := c.try("pull", "-q", plain); err == nil || !strings.Contains(out, "--tls-verify=false") {
+		t.Errorf("pull over HTTPS from a plain-HTTP registry: %v\n%s", err, out)
+	}
+	if out, err := c.try("pull", "-q", "--tls-verify=false", strings.Replace(ref, ":latest", ":nosuchtag", 1)); err == nil || !strings.Contains(out, "no such image or tag") {
+		t.Errorf("pull of a missing tag: %v\n%s", err, out)
 	}
 }
 
