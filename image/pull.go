@@ -237,7 +237,7 @@ func (s *Store) copyIn(ctx context.Context, sys *types.SystemContext, src types.
 	if err != nil {
 		return nil, err
 	}
-	img, err := istorage.Transport.GetStoreImage(s.store, dest)
+	_, img, err := istorage.ResolveReference(dest)
 	if err != nil {
 		return nil, fmt.Errorf("find the stored image: %w", err)
 	}
