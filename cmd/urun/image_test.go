@@ -35,7 +35,13 @@ func newImageCLI(t *testing.T, reg *rt.Registry, registriesExtra string) *imageC
 	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	c := &imageCLI{t: t, bin: testutil.URunBin(t), args: []string{
+	// urun.conf names the ufs under test (urun would look beside itself).
+	cfg := filepath.Join(dir, "urun.conf")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("[storage]\nmount_program = %q\n", testutil.UfsBin(t))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := &imageCLI{t: t, bin: testutil.UrunBin(t), args: []string{
+		"--config", cfg,
 		"--graphroot", filepath.Join(dir, "graph"), "--runroot", filepath.Join(dir, "run"),
 		"--registries-conf", conf,
 	}}
@@ -51,7 +57,6 @@ func newImageCLI(t *testing.T, reg *rt.Registry, registriesExtra string) *imageC
 
 func (c *imageCLI) cmd(ctx context.Context, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, c.bin, append(append([]string{}, c.args...), args...)...)
-	cmd.Env = append(os.Environ(), "URUN_CONFIG=/dev/null")
 	return cmd
 }
 
