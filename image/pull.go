@@ -20,8 +20,9 @@ import (
 	"go.podman.io/image/v5/transports"
 	"go.podman.io/image/v5/types"
 
-	// Transports a pull or load may name.
-	_ "go.podman.io/image/v5/docker/archive"
+	dockerarchive "go.podman.io/image/v5/docker/archive"
+
+	// Transports a pull may name.
 	_ "go.podman.io/image/v5/oci/archive"
 	_ "go.podman.io/image/v5/oci/layout"
 )
@@ -150,10 +151,32 @@ func (s *Store) pullRef(ctx context.Context, sys *types.SystemContext, src types
 		}
 		named = n
 	}
+	var extra []string
+	if named == nil && src.Transport().Name() == "docker-archive" {
+		tags, err := archiveTags(sys, src)
+		if err != nil {
+			return nil, fmt.Errorf("pull %s: %w", transports.ImageName(src), err)
+		}
+		for _, t := range tags {
+			if n, err := reference.ParseNormalizedNamed(t); err == nil {
+				if named == nil {
+					named = n
+				} else {
+					extra = append(extra, reference.TagNameOnly(n).String())
+				}
+			}
+		}
+	}
 	if named != nil {
 		named = reference.TagNameOnly(named)
 	}
 	img, err := s.copyIn(ctx, sys, src, named, o.Report)
+	if err == nil && len(extra) > 0 {
+		if err := s.store.AddNames(img.ID, extra); err != nil {
+			return nil, fmt.Errorf("pull %s: name image %s: %w", transports.ImageName(src), img.ShortID(), err)
+		}
+		img.Names = append(img.Names, extra...)
+	}
 	if err != nil {
 		if m := digestMismatch.FindStringSubmatch(err.Error()); m != nil {
 			return nil, fmt.Errorf("pull %s: layer %s%s does not match its digest (the registry or something between sent corrupt data); nothing was stored: %w", transports.ImageName(src), m[1], registryOf(src), err)
@@ -179,7 +202,7 @@ func pullHint(err error) string {
 		return false
 	}
 	switch {
-	case errors.Is(err, syscall.ENOSPC):
+	case errors.Is(err, syscall.ENOSPC) || has("no space left on device"):
 		return "the store's file system is full: free space (urun rmi) or move the graph root"
 	case errors.As(err, &unauth) || has("unauthorized", "denied", "authentication required"):
 		return "the registry refused access: check the name, or log in (podman login writes $XDG_RUNTIME_DIR/containers/auth.json)"
@@ -199,6 +222,17 @@ func pullHint(err error) string {
 
 // digestMismatch matches containers/image's (untyped) digest error.
 var digestMismatch = regexp.MustCompile(`Digest did not match, expected (sha256:[0-9a-f]{64})`)
+
+// archiveTags are the tags a docker-archive gives the image src points at
+// (the podman way of naming an image pulled from such an archive).
+func archiveTags(sys *types.SystemContext, src types.ImageReference) ([]string, error) {
+	r, ref, err := dockerarchive.NewReaderForReference(sys, src)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return r.ManifestTagsForReference(ref)
+}
 
 // registryOf names the registry of a docker:// source for error messages.
 func registryOf(src types.ImageReference) string {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/urun-dev/urun/image"
 	rt "github.com/urun-dev/urun/internal/registrytest"
+	"golang.org/x/sys/unix"
 )
 
 func layerIDs(t *testing.T, s *image.Store) []string {
@@ -212,19 +213,24 @@ func TestPullInterrupted(t *testing.T) {
 	p := rt.NewProxy(t, e.reg)
 	e.push("test/cut", rt.Image{Layers: []rt.Layer{bb, top}})
 	ref := p.Addr + "/test/cut:latest"
-	blob := layerBlob(t, bb)
+	base, upper := layerBlob(t, bb), layerBlob(t, top)
 
 	t.Run("connection cut", func(t *testing.T) {
-		p.Set(blob, rt.Cut)
+		p.Set(base, rt.Cut)
+		defer p.Set(base, rt.Pass)
 		_, err := e.s.Pull(context.Background(), ref, image.PullOptions{SkipTLSVerify: true})
 		wantErr(t, err, "registry "+p.Addr)
 		if got := names(t, e.s); len(got) != 0 {
 			t.Errorf("images after a cut pull: %v", got)
 		}
+		if got := layerIDs(t, e.s); len(got) != 0 {
+			t.Errorf("layers after a pull cut in the first layer: %v", got)
+		}
 	})
 
 	t.Run("puller killed", func(t *testing.T) {
-		p.Set(blob, rt.Stall)
+		// The top layer stalls; the base layer completes and is committed.
+		p.Set(upper, rt.Stall)
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		cmd, out := e.helper(ctx, "pull", ref)
@@ -240,17 +246,29 @@ func TestPullInterrupted(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatal("no stalled download within a minute")
 		}
+		// Bounded poll: the base layer is committed while the top stalls.
+		var committed []string
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for len(committed) == 0 {
+			committed = layerIDs(t, e.s)
+			select {
+			case <-tick.C:
+			case <-ctx.Done():
+				t.Fatal("the base layer was not committed while the top layer stalled")
+			}
+		}
 		cmd.Process.Kill()
 		<-done
-		// A fresh look at the store, as the next urun would have.
 		if got := names(t, e.s); len(got) != 0 {
 			t.Errorf("images after a killed pull: %v", got)
 		}
 		stale := filepath.Join(e.opts.GraphRoot, "tmp", "pull-"+itoa(cmd.Process.Pid))
 		if !exists(stale) {
-			t.Logf("the killed pull left no staging directory %s", stale)
+			t.Errorf("the killed pull left no staging directory %s (the test would not see its removal)", stale)
 		}
-		p.Set(blob, rt.Pass)
+		baseGets := p.Gets(base)
+		p.Set(upper, rt.Pass)
 		cmd2, out2 := e.helper(ctx, "pull", ref)
 		if err := cmd2.Run(); err != nil {
 			t.Fatalf("pull after the kill: %v\n%s", err, out2)
@@ -258,13 +276,16 @@ func TestPullInterrupted(t *testing.T) {
 		if exists(stale) {
 			t.Errorf("staging directory %s of the killed pull is still there", stale)
 		}
+		if got := p.Gets(base); got != baseGets {
+			t.Errorf("the base layer was downloaded again (%d downloads, %d before): not reused", got, baseGets)
+		}
+		if got := layerIDs(t, e.s); len(got) != 2 || !slices.Contains(got, committed[0]) {
+			t.Errorf("layers %v, want 2 including the reused %s", got, committed[0])
+		}
 	})
 
 	if got := names(t, e.s); !slices.Equal(got, []string{ref}) {
 		t.Errorf("images after the complete pull: %v, want %s", got, ref)
-	}
-	if got := layerIDs(t, e.s); len(got) != 2 {
-		t.Errorf("layers %v, want 2", got)
 	}
 }
 
@@ -294,5 +315,66 @@ func TestConcurrentPulls(t *testing.T) {
 	}
 	if got := layerIDs(t, e.s); len(got) != 2 {
 		t.Errorf("layers %v, want 2", got)
+	}
+}
+
+func TestPullOtherSources(t *testing.T) {
+	e := newEnv(t)
+	dir := t.TempDir()
+	if err := rt.WriteLayout(dir, "v1", rt.Image{Layers: []rt.Layer{busybox(t)}}); err != nil {
+		t.Fatal(err)
+	}
+	img, err := e.s.Pull(context.Background(), "oci:"+dir+":v1", image.PullOptions{Name: "fromoci"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(img.Names, []string{"localhost/fromoci:latest"}) {
+		t.Errorf("names %v", img.Names)
+	}
+	// Unnamed: stored by ID only.
+	anon, err := e.s.Pull(context.Background(), "oci:"+dir+":v1", image.PullOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if anon.ID != img.ID {
+		t.Errorf("unnamed pull gave %s, want %s", anon.ID, img.ID)
+	}
+	arch := filepath.Join(t.TempDir(), "a.tar")
+	if err := e.s.SaveFile(context.Background(), []string{"fromoci"}, image.DockerArchive, arch, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.s.Remove(img.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.s.Pull(context.Background(), "docker-archive:"+arch, image.PullOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ID != img.ID || !slices.Contains(got.Names, "localhost/fromoci:latest") {
+		t.Errorf("docker-archive pull: %+v", got)
+	}
+	_, err = e.s.Pull(context.Background(), "oci:"+filepath.Join(dir, "missing")+":v1", image.PullOptions{})
+	wantErr(t, err, "missing")
+}
+
+func TestPullDiskFull(t *testing.T) {
+	e := newEnv(t)
+	ref := e.push("test/full", rt.Image{Layers: []rt.Layer{busybox(t)}})
+	small := t.TempDir()
+	if err := unix.Mount("tmpfs", small, "tmpfs", 0, "size=512k"); err != nil {
+		t.Fatalf("mount a small tmpfs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(small, unix.MNT_DETACH) })
+	o := e.opts
+	o.GraphRoot = filepath.Join(small, "graph")
+	s, err := image.Open(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, err = s.Pull(context.Background(), ref, image.PullOptions{SkipTLSVerify: true})
+	wantErr(t, err, "full")
+	if got := names(t, s); len(got) != 0 {
+		t.Errorf("images after a full disk: %v", got)
 	}
 }

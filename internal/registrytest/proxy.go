@@ -40,8 +40,9 @@ type Proxy struct {
 	// stalled receives the digest of each stalled download.
 	stalled chan digest.Digest
 
-	mu     sync.Mutex // guards faults
+	mu     sync.Mutex // guards faults and gets
 	faults map[digest.Digest]Fault
+	gets   map[digest.Digest]int
 }
 
 var blobPath = regexp.MustCompile(`^/v2/.+/blobs/(sha256:[0-9a-f]{64})$`)
@@ -52,7 +53,7 @@ func NewProxy(t testing.TB, r *Registry) *Proxy {
 	target := &url.URL{Scheme: "http", Host: r.Addr}
 	p := &Proxy{
 		target: target, rp: httputil.NewSingleHostReverseProxy(target),
-		stalled: make(chan digest.Digest, 16), faults: map[digest.Digest]Fault{},
+		stalled: make(chan digest.Digest, 16), faults: map[digest.Digest]Fault{}, gets: map[digest.Digest]int{},
 	}
 	srv := httptest.NewServer(p)
 	t.Cleanup(srv.Close)
@@ -78,7 +79,15 @@ func (p *Proxy) fault(r *http.Request) (digest.Digest, Fault) {
 	d := digest.Digest(m[1])
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.gets[d]++
 	return d, p.faults[d]
+}
+
+// Gets is how many downloads of blob d the proxy has seen.
+func (p *Proxy) Gets(d digest.Digest) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.gets[d]
 }
 
 // ServeHTTP forwards r, applying the fault of the blob it asks for.
