@@ -54,10 +54,12 @@
 //
 // # Locks
 //
-// Store has no lock of its own: containers-storage serialises access to
-// its layer, image and container stores with file locks (shared between
-// processes), taken and released inside each call; Store methods never
-// hold one across calls.
+// containers-storage serialises access to its layer, image and container
+// stores with file locks (shared between processes), taken and released
+// inside each call; Store methods never hold one across calls. The one
+// lock of this package, openMu, guards the count of Stores open on each
+// graph root (containers-storage shares one store per root in a process,
+// and the last Close shuts it down); nothing is taken while holding it.
 //
 // # Errors
 //

@@ -78,7 +78,13 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	testutil.RequireNamespaceRoot(t)
-	e := &env{t: t, reg: registrytest.Start(t)}
+	return newEnvWith(t, registrytest.Start(t))
+}
+
+// newEnvWith opens a store for tests against reg.
+func newEnvWith(t *testing.T, reg *registrytest.Registry) *env {
+	t.Helper()
+	e := &env{t: t, reg: reg}
 	dir := t.TempDir()
 	e.opts = image.Options{
 		GraphRoot:      filepath.Join(dir, "graph"),
@@ -103,13 +109,19 @@ func (e *env) writeRegistries(extra string) {
 
 func (e *env) open() *image.Store {
 	e.t.Helper()
-	s, err := image.Open(context.Background(), e.opts)
+	return openStore(e.t, e.opts)
+}
+
+// openStore opens a store closed at the end of the test.
+func openStore(t *testing.T, o image.Options) *image.Store {
+	t.Helper()
+	s, err := image.Open(context.Background(), o)
 	if err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
-	e.t.Cleanup(func() {
+	t.Cleanup(func() {
 		if err := s.Close(); err != nil {
-			e.t.Errorf("close store: %v", err)
+			t.Errorf("close store: %v", err)
 		}
 	})
 	return s

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"go.podman.io/image/v5/signature"
@@ -28,8 +29,8 @@ type Store struct {
 	store storage.Store
 	opts  Options
 	log   *slog.Logger
-	// tmpDir stages blobs of this process's pulls; removed by Close, and
-	// by the next Open when this process died before.
+	// tmpDir stages blobs of this process's pulls (GRAPHROOT/tmp/pull-PID);
+	// removed by the last Close, or by a later Open if this process dies.
 	tmpDir string
 }
 
@@ -76,7 +77,11 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", o.GraphRoot, err)
 	}
-	s := &Store{store: st, opts: o, log: o.Logger}
+	openMu.Lock()
+	openStores[storeKey(o)]++
+	openMu.Unlock()
+	s := &Store{store: st, opts: o, log: o.Logger,
+		tmpDir: filepath.Join(o.GraphRoot, "tmp", "pull-"+strconv.Itoa(os.Getpid()))}
 	if err := s.cleanStaleTemp(); err != nil {
 		s.log.Warn("cleaning stale pull directories", "err", err)
 	}
@@ -84,15 +89,34 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	return s, nil
 }
 
-// Close releases the store; it unmounts nothing that callers mounted
-// through Mount, except when force is set.
+// containers-storage hands out one store per graph root and run root in a
+// process; Close shuts it down when the last Store on it closes.
+var (
+	openMu     sync.Mutex
+	openStores = map[string]int{} // Stores open per storeKey; guarded by openMu
+)
+
+func storeKey(o Options) string { return o.GraphRoot + "\x00" + o.RunRoot }
+
+// Close releases the store. The last Store of a graph root in the process
+// shuts containers-storage down, which fails (ErrLayerUsedByContainer)
+// while a layer is still mounted through Storage().Mount; it unmounts
+// nothing.
 func (s *Store) Close() error {
 	var errs []error
-	if s.tmpDir != "" {
-		errs = append(errs, os.RemoveAll(s.tmpDir))
+	openMu.Lock()
+	key := storeKey(s.opts)
+	openStores[key]--
+	last := openStores[key] == 0
+	if last {
+		delete(openStores, key)
 	}
-	if _, err := s.store.Shutdown(false); err != nil {
-		errs = append(errs, fmt.Errorf("shut down store: %w", err))
+	openMu.Unlock()
+	if last {
+		errs = append(errs, os.RemoveAll(s.tmpDir))
+		if _, err := s.store.Shutdown(false); err != nil {
+			errs = append(errs, fmt.Errorf("shut down store: %w", err))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -145,12 +169,7 @@ func (s *Store) policyContext(sys *types.SystemContext) (*signature.PolicyContex
 
 // pullTempDir is where this process's pulls stage blobs:
 // GRAPHROOT/tmp/pull-PID, on the store's file system.
-func (s *Store) pullTempDir() string {
-	if s.tmpDir == "" {
-		s.tmpDir = filepath.Join(s.opts.GraphRoot, "tmp", "pull-"+strconv.Itoa(os.Getpid()))
-	}
-	return s.tmpDir
-}
+func (s *Store) pullTempDir() string { return s.tmpDir }
 
 // ensureTempDir creates the staging directory.
 func (s *Store) ensureTempDir() error {

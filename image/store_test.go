@@ -3,6 +3,7 @@ package image_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/urun-dev/urun/image"
 	rt "github.com/urun-dev/urun/internal/registrytest"
+	"github.com/urun-dev/urun/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -376,5 +378,60 @@ func TestPullDiskFull(t *testing.T) {
 	wantErr(t, err, "full")
 	if got := names(t, s); len(got) != 0 {
 		t.Errorf("images after a full disk: %v", got)
+	}
+}
+
+func TestPullAuth(t *testing.T) {
+	testutil.RequireNamespaceRoot(t)
+	reg := rt.StartWith(t, rt.Options{User: "alice", Password: "s3cret"})
+	e := newEnvWith(t, reg)
+	ref := e.push("test/private", rt.Image{Layers: []rt.Layer{busybox(t)}})
+
+	_, err := e.s.Pull(context.Background(), ref, image.PullOptions{SkipTLSVerify: true})
+	wantErr(t, err, "log in")
+
+	authJSON := func(user, pass string) []byte {
+		return []byte(`{"auths":{"` + reg.Addr + `":{"auth":"` + base64.StdEncoding.EncodeToString([]byte(user+":"+pass)) + `"}}}`)
+	}
+	// Wrong password: refused, with the same advice.
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	if err := os.WriteFile(bad, authJSON("alice", "wrong"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o := e.opts
+	o.AuthFile = bad
+	s := openStore(t, o)
+	_, err = s.Pull(context.Background(), ref, image.PullOptions{SkipTLSVerify: true})
+	wantErr(t, err, "log in")
+
+	// Credentials where podman login puts them: $XDG_RUNTIME_DIR/containers/auth.json.
+	rundir := t.TempDir()
+	t.Setenv("XDG_RUNTIME_DIR", rundir)
+	if err := os.MkdirAll(filepath.Join(rundir, "containers"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(rundir, "containers", "auth.json"), authJSON("alice", "s3cret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.s.Pull(context.Background(), ref, image.PullOptions{SkipTLSVerify: true}); err != nil {
+		t.Fatalf("pull with auth.json in XDG_RUNTIME_DIR: %v", err)
+	}
+}
+
+// TestTwoStoresOneRoot: containers-storage shares one store per root in a
+// process; closing one Store leaves the other working.
+func TestTwoStoresOneRoot(t *testing.T) {
+	e := newEnv(t)
+	ref := e.push("test/two", rt.Image{Layers: []rt.Layer{busybox(t)}})
+	other, err := image.Open(context.Background(), e.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Close(); err != nil {
+		t.Fatal(err)
+	}
+	img := e.pull(ref)
+	if _, err := e.s.Inspect(context.Background(), img.ID); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -23,12 +23,22 @@ import (
 	"go.podman.io/image/v5/oci/layout"
 	"go.podman.io/image/v5/signature"
 	"go.podman.io/image/v5/types"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Registry is a running docker-registry.
 type Registry struct {
 	// Addr is host:port.
 	Addr string
+	// User and Password are the credentials it asks for ("": none).
+	User, Password string
+}
+
+// Options tune Start.
+type Options struct {
+	// User and Password make the registry ask for HTTP basic
+	// authentication (an htpasswd file with that one user).
+	User, Password string
 }
 
 // readyTimeout bounds the wait for the registry to answer.
@@ -37,6 +47,12 @@ const readyTimeout = 30 * time.Second
 // Start runs docker-registry on a free port of 127.0.0.1 with its storage
 // in a temporary directory; it is killed at the end of the test.
 func Start(t testing.TB) *Registry {
+	t.Helper()
+	return StartWith(t, Options{})
+}
+
+// StartWith is Start with options.
+func StartWith(t testing.TB, o Options) *Registry {
 	t.Helper()
 	bin, err := exec.LookPath("docker-registry")
 	if err != nil {
@@ -48,6 +64,18 @@ func Start(t testing.TB) *Registry {
 		t.Fatal(err)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	auth := ""
+	if o.User != "" {
+		hash, err := bcrypt.GenerateFromPassword([]byte(o.Password), bcrypt.MinCost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		htpasswd := filepath.Join(dir, "htpasswd")
+		if err := os.WriteFile(htpasswd, []byte(o.User+":"+string(hash)+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		auth = fmt.Sprintf("auth:\n  htpasswd:\n    realm: test\n    path: %s\n", htpasswd)
+	}
 	cfg := fmt.Sprintf(`version: 0.1
 log:
   level: error
@@ -60,7 +88,7 @@ storage:
     enabled: true
 http:
   addr: %s
-`, filepath.Join(dir, "data"), addr)
+%s`, filepath.Join(dir, "data"), addr, auth)
 	cfgPath := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -83,7 +111,7 @@ http:
 	if err := waitReady(ctx, "http://"+addr+"/v2/", exited); err != nil {
 		t.Fatalf("docker-registry on %s: %v\n%s", addr, err, stderr.String())
 	}
-	return &Registry{Addr: addr}
+	return &Registry{Addr: addr, User: o.User, Password: o.Password}
 }
 
 // waitReady polls url until it answers 200, the process exits or ctx ends.
@@ -95,7 +123,8 @@ func waitReady(ctx context.Context, url string, exited <-chan error) error {
 		resp, err := http.DefaultClient.Do(req)
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			// 401: up, and asking for credentials.
+			if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized {
 				return nil
 			}
 		}
@@ -123,15 +152,19 @@ func freePort() (int, error) {
 func (r *Registry) Push(t testing.TB, dir, tag, repo string) string {
 	t.Helper()
 	ref := fmt.Sprintf("%s/%s:%s", r.Addr, repo, tag)
-	if err := CopyToRegistry(context.Background(), dir, tag, ref); err != nil {
+	var auth *types.DockerAuthConfig
+	if r.User != "" {
+		auth = &types.DockerAuthConfig{Username: r.User, Password: r.Password}
+	}
+	if err := CopyToRegistry(context.Background(), dir, tag, ref, auth); err != nil {
 		t.Fatal(err)
 	}
 	return ref
 }
 
 // CopyToRegistry copies oci:dir:tag (all instances of an index) to the
-// plain-HTTP registry reference ref.
-func CopyToRegistry(ctx context.Context, dir, tag, ref string) error {
+// plain-HTTP registry reference ref, with credentials auth (nil: none).
+func CopyToRegistry(ctx context.Context, dir, tag, ref string, auth *types.DockerAuthConfig) error {
 	src, err := layout.NewReference(dir, tag)
 	if err != nil {
 		return err
@@ -145,7 +178,7 @@ func CopyToRegistry(ctx context.Context, dir, tag, ref string) error {
 		return err
 	}
 	defer pc.Destroy()
-	sys := &types.SystemContext{DockerInsecureSkipTLSVerify: types.OptionalBoolTrue}
+	sys := &types.SystemContext{DockerInsecureSkipTLSVerify: types.OptionalBoolTrue, DockerAuthConfig: auth}
 	if _, err := copy.Image(ctx, pc, dest, src, &copy.Options{
 		SourceCtx: sys, DestinationCtx: sys, ImageListSelection: copy.CopyAllImages,
 	}); err != nil {
