@@ -15,6 +15,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/urun-dev/urun/image"
 	rt "github.com/urun-dev/urun/internal/registrytest"
 	"github.com/urun-dev/urun/internal/testutil"
 )
@@ -24,6 +25,7 @@ import (
 type imageCLI struct {
 	t    *testing.T
 	bin  string
+	g    *globals
 	args []string
 }
 
@@ -40,11 +42,10 @@ func newImageCLI(t *testing.T, reg *rt.Registry, registriesExtra string) *imageC
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("[storage]\nmount_program = %q\n", testutil.UfsBin(t))), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	c := &imageCLI{t: t, bin: testutil.UrunBin(t), args: []string{
-		"--config", cfg,
-		"--graphroot", filepath.Join(dir, "graph"), "--runroot", filepath.Join(dir, "run"),
-		"--registries-conf", conf,
+	g := &globals{storeGlobals: storeGlobals{
+		Config: cfg, GraphRoot: filepath.Join(dir, "graph"), RunRoot: filepath.Join(dir, "run"), RegistriesConf: conf,
 	}}
+	c := &imageCLI{t: t, bin: testutil.UrunBin(t), g: g, args: g.storeArgs()}
 	// The store's files belong to subordinate ids: remove them from
 	// inside the user namespace, before TempDir's own clean-up.
 	t.Cleanup(func() {
@@ -251,4 +252,50 @@ func blobDigest(t *testing.T, l rt.Layer) digest.Digest {
 
 func imageConfigForTest() imgspecv1.ImageConfig {
 	return imgspecv1.ImageConfig{Cmd: []string{"/bin/sh"}, User: "1000", WorkingDir: "/home/app", Env: []string{"PATH=/bin"}}
+}
+
+// TestPrepareImage: the store step of urun run, from outside the user
+// namespace: a container record on the image, its directories and config;
+// then its removal.
+func TestPrepareImage(t *testing.T) {
+	testutil.Integration(t)
+	reg := rt.Start(t)
+	ref := pushBusybox(t, reg, "test/prep")
+	c := newImageCLI(t, reg, "")
+	selfExe = func() (string, error) { return c.bin, nil }
+	t.Cleanup(func() { selfExe = os.Executable })
+	ctx := context.Background()
+
+	if _, err := prepareImage(ctx, c.g, ref, prepareOptions{Pull: image.PullNever}); err == nil || !strings.Contains(err.Error(), "image not known") {
+		t.Fatalf("prepare with --pull=never of a missing image: %v", err)
+	}
+	p, err := prepareImage(ctx, c.g, ref, prepareOptions{Pull: image.PullMissing, Quiet: true, Name: "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Lowers) != 1 || p.Upper == "" || p.Work == "" || p.ContainerID == "" {
+		t.Fatalf("prepared %+v", p)
+	}
+	if p.Config.User != "1000" || p.Config.WorkingDir != "/home/app" || len(p.Config.Cmd) != 1 {
+		t.Errorf("config %+v", p.Config)
+	}
+	// The directories exist, as the store made them, inside the namespace.
+	c.run("unshare", "test", "-x", filepath.Join(p.Lowers[0], "bin/busybox"))
+	c.run("unshare", "test", "-d", p.Upper)
+	if out, err := c.try("rmi", ref); err == nil || !strings.Contains(out, "in use") {
+		t.Errorf("rmi of an image a container record uses: %v\n%s", err, out)
+	}
+	if _, err := prepareImage(ctx, c.g, ref, prepareOptions{Pull: image.PullNever, Name: "web"}); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Errorf("a second record named web: %v", err)
+	}
+	if err := removeContainerRecord(ctx, c.g, p.ContainerID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.try("unshare", "test", "-e", p.Upper); err == nil {
+		t.Errorf("upper %s left after the record's removal", p.Upper)
+	}
+	if err := removeContainerRecord(ctx, c.g, p.ContainerID); err == nil || !strings.Contains(err.Error(), "not known") {
+		t.Errorf("second removal: %v", err)
+	}
+	c.run("rmi", ref)
 }

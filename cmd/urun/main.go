@@ -47,6 +47,9 @@ type cli struct {
 	Save    saveCmd    `cmd:"" help:"Write images to a docker-archive or oci-archive."`
 	Load    loadCmd    `cmd:"" help:"Store the images of a docker-archive or oci-archive."`
 	Unshare unshareCmd `cmd:"" help:"Run a command as root of urun's user namespace (where the store's files have their owners)."`
+
+	PrepareContainer prepareContainerCmd `cmd:"" hidden:"" help:"Make a container record for an image and print its directories and config as JSON (urun run's store step)."`
+	RemoveContainer  removeContainerCmd  `cmd:"" hidden:"" help:"Remove a container record and its writable layer."`
 }
 
 func main() {

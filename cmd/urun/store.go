@@ -97,7 +97,8 @@ func withStore(ctx context.Context, g *globals, fn func(ctx context.Context, s *
 }
 
 // reexecInUserNS runs this command line again in new user and mount
-// namespaces and returns its exit code.
+// namespaces and returns its exit code as an *exitCodeError (0 included:
+// the caller must not act as if it had done the work itself).
 func reexecInUserNS(g *globals) error {
 	maps, err := userns.Plan(userns.Config{Logger: g.logger()})
 	if err != nil {
@@ -114,6 +115,8 @@ func reexecInUserNS(g *globals) error {
 	if err := userns.Start(cmd, maps); err != nil {
 		return err
 	}
+	// The run inside did the work and said so: its exit code, even 0,
+	// ends this urun without more output.
 	err = cmd.Wait()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
@@ -123,7 +126,10 @@ func reexecInUserNS(g *globals) error {
 		}
 		return &exitCodeError{Code: code}
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return &exitCodeError{Code: 0}
 }
 
 // progress is where pulls report: stderr unless quiet.

@@ -1,0 +1,201 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+
+	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/urun-dev/urun/container"
+	"github.com/urun-dev/urun/image"
+)
+
+// preparedImage is what urun run needs of an image: a container record of
+// the store, its layer directories and the image's default process.
+type preparedImage struct {
+	ImageID     string
+	ContainerID string
+	// Lowers are the image's layers, topmost first; Upper and Work the
+	// container's writable layer and overlay work directory.
+	Lowers      []string
+	Upper, Work string
+	Config      imgspecv1.ImageConfig
+	Platform    imgspecv1.Platform
+}
+
+// prepareOptions say how prepareImage gets the image.
+type prepareOptions struct {
+	Pull      image.PullPolicy
+	TLSVerify bool
+	Platform  string
+	Quiet     bool
+	// Name is the container record's name ("": none).
+	Name string
+}
+
+// prepareImage makes a container record for the image called name (pulled
+// as o.Pull says) and returns its directories and config. The store work
+// runs in urun's user namespace: urun runs itself (the hidden command
+// prepare-container), which enters it, and reads the result from its
+// standard output; progress and errors go to standard error.
+func prepareImage(ctx context.Context, g *globals, name string, o prepareOptions) (*preparedImage, error) {
+	args := append(g.storeArgs(), "prepare-container", "--pull="+string(o.Pull), fmt.Sprintf("--tls-verify=%t", o.TLSVerify))
+	if o.Platform != "" {
+		args = append(args, "--platform", o.Platform)
+	}
+	if o.Quiet {
+		args = append(args, "--quiet")
+	}
+	if o.Name != "" {
+		args = append(args, "--name", o.Name)
+	}
+	var p preparedImage
+	if err := runSelf(ctx, append(args, "--", name), &p); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// removeContainerRecord deletes a container record made by prepareImage
+// and its writable layer (urun run --rm, or a failed start).
+func removeContainerRecord(ctx context.Context, g *globals, id string) error {
+	return runSelf(ctx, append(g.storeArgs(), "remove-container", "--", id), nil)
+}
+
+// storeArgs are the global flags that say where the store is.
+func (g *globals) storeArgs() []string {
+	var a []string
+	for _, f := range []struct{ flag, v string }{
+		{"--root", g.Root}, {"--log-level", g.LogLevel}, {"--config", g.Config},
+		{"--graphroot", g.GraphRoot}, {"--runroot", g.RunRoot}, {"--registries-conf", g.RegistriesConf},
+	} {
+		if f.v != "" {
+			a = append(a, f.flag+"="+f.v)
+		}
+	}
+	return a
+}
+
+// selfReply is what the hidden commands print on standard output.
+type selfReply struct {
+	Error  string          `json:",omitempty"`
+	Result json.RawMessage `json:",omitempty"`
+}
+
+// runSelf runs this urun with args (a hidden command), and decodes its
+// reply: the result into out (when not nil), or its error. Standard
+// error (progress) passes through.
+func runSelf(ctx context.Context, args []string, out any) error {
+	exe, err := selfExe()
+	if err != nil {
+		return fmt.Errorf("find the urun binary: %w", err)
+	}
+	var stdout bytes.Buffer
+	cmd := exec.CommandContext(ctx, exe, args...)
+	cmd.Stdout, cmd.Stderr = &stdout, os.Stderr
+	runErr := cmd.Run()
+	var r selfReply
+	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
+		if runErr != nil {
+			return fmt.Errorf("%s %v: %w", exe, args, runErr)
+		}
+		return fmt.Errorf("%s %v: bad reply: %w", exe, args, err)
+	}
+	if r.Error != "" {
+		return errors.New(r.Error)
+	}
+	if runErr != nil {
+		return fmt.Errorf("%s %v: %w", exe, args, runErr)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(r.Result, out); err != nil {
+		return fmt.Errorf("%s %v: bad result: %w", exe, args, err)
+	}
+	return nil
+}
+
+// reply prints a hidden command's reply: its result or its error (which
+// then ends urun with 125 and no message of its own). An exit code from the
+// run inside the user namespace, which replied already, passes through.
+func reply(result any, err error) error {
+	var ec *exitCodeError
+	if errors.As(err, &ec) {
+		return err
+	}
+	r := selfReply{}
+	if err != nil {
+		r.Error = err.Error()
+	} else if r.Result, err = json.Marshal(result); err != nil {
+		r.Error = err.Error()
+	}
+	if werr := json.NewEncoder(os.Stdout).Encode(r); werr != nil {
+		return werr
+	}
+	if r.Error != "" {
+		return &exitCodeError{Code: container.ExitSetup}
+	}
+	return nil
+}
+
+// selfExe finds the urun binary (tests point it at a built urun).
+var selfExe = os.Executable
+
+// prepareContainerCmd is the hidden command behind prepareImage.
+type prepareContainerCmd struct {
+	Pull      string `default:"missing" enum:"missing,always,never" help:"Pull the image: missing, always or never."`
+	TLSVerify bool   `name:"tls-verify" default:"true" negatable:"" help:"Verify the registry's certificate."`
+	Platform  string `help:"Platform of a multi-arch image." placeholder:"OS/ARCH[/VARIANT]"`
+	Quiet     bool   `short:"q" help:"No progress output."`
+	Name      string `help:"Name of the container record."`
+
+	Image string `arg:"" help:"Image."`
+}
+
+func (c *prepareContainerCmd) Run(ctx context.Context, g *globals) error {
+	var p *preparedImage
+	err := c.prepare(ctx, g, &p)
+	return reply(p, err)
+}
+
+func (c *prepareContainerCmd) prepare(ctx context.Context, g *globals, out **preparedImage) error {
+	policy, err := image.ParsePullPolicy(c.Pull)
+	if err != nil {
+		return err
+	}
+	po, err := (&pullCmd{TLSVerify: c.TLSVerify, Platform: c.Platform, Quiet: c.Quiet}).options()
+	if err != nil {
+		return err
+	}
+	return withStore(ctx, g, func(ctx context.Context, s *image.Store) error {
+		img, err := s.Get(ctx, c.Image, policy, po)
+		if err != nil {
+			return err
+		}
+		ctr, err := s.NewContainer(ctx, img, c.Name)
+		if err != nil {
+			return err
+		}
+		*out = &preparedImage{
+			ImageID: img.ID, ContainerID: ctr.ID, Lowers: ctr.Lowers(), Upper: ctr.Upper(), Work: ctr.Work(),
+			Config: ctr.Config(), Platform: ctr.Platform(),
+		}
+		return nil
+	})
+}
+
+// removeContainerCmd is the hidden command behind removeContainerRecord.
+type removeContainerCmd struct {
+	ID string `arg:"" help:"Container record ID or name."`
+}
+
+func (c *removeContainerCmd) Run(ctx context.Context, g *globals) error {
+	return reply(struct{}{}, withStore(ctx, g, func(ctx context.Context, s *image.Store) error {
+		return s.RemoveContainer(c.ID)
+	}))
+}
