@@ -148,11 +148,9 @@ var selfExe = os.Executable
 
 // prepareContainerCmd is the hidden command behind prepareImage.
 type prepareContainerCmd struct {
-	Pull      string `default:"missing" enum:"missing,always,never" help:"Pull the image: missing, always or never."`
-	TLSVerify bool   `name:"tls-verify" default:"true" negatable:"" help:"Verify the registry's certificate."`
-	Platform  string `help:"Platform of a multi-arch image." placeholder:"OS/ARCH[/VARIANT]"`
-	Quiet     bool   `short:"q" help:"No progress output."`
-	Name      string `help:"Name of the container record."`
+	pullFlags
+	Pull string `default:"missing" enum:"missing,always,never" help:"Pull the image: missing, always or never."`
+	Name string `help:"Name of the container record."`
 
 	Image string `arg:"" help:"Image."`
 }
@@ -168,7 +166,7 @@ func (c *prepareContainerCmd) prepare(ctx context.Context, g *globals, out **pre
 	if err != nil {
 		return err
 	}
-	po, err := (&pullCmd{TLSVerify: c.TLSVerify, Platform: c.Platform, Quiet: c.Quiet}).options()
+	po, err := c.pullFlags.options()
 	if err != nil {
 		return err
 	}

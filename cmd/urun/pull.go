@@ -8,11 +8,16 @@ import (
 	"github.com/urun-dev/urun/image"
 )
 
-type pullCmd struct {
+// pullFlags are the flags of every command that may pull.
+type pullFlags struct {
 	TLSVerify bool   `name:"tls-verify" default:"true" negatable:"" help:"Verify the registry's certificate; --tls-verify=false also allows plain HTTP."`
 	Platform  string `help:"Platform to pull from a multi-arch image (default: the host's)." placeholder:"OS/ARCH[/VARIANT]"`
 	Quiet     bool   `short:"q" help:"No progress output."`
-	Name      string `help:"Name for an image from a source without one (oci: layout without ref, untagged docker-archive)."`
+}
+
+type pullCmd struct {
+	pullFlags
+	Name string `help:"Name for an image from a source without one (oci: layout without ref, untagged docker-archive)."`
 
 	Ref string `arg:"" help:"Image: a short or qualified name (busybox, quay.io/x/y:tag, x@sha256:…), or docker://, oci:, oci-archive:, docker-archive: sources."`
 }
@@ -33,7 +38,13 @@ func (c *pullCmd) Run(ctx context.Context, g *globals) error {
 }
 
 func (c *pullCmd) options() (image.PullOptions, error) {
-	o := image.PullOptions{SkipTLSVerify: !c.TLSVerify, Report: progress(c.Quiet), Name: c.Name}
+	o, err := c.pullFlags.options()
+	o.Name = c.Name
+	return o, err
+}
+
+func (c *pullFlags) options() (image.PullOptions, error) {
+	o := image.PullOptions{SkipTLSVerify: !c.TLSVerify, Report: progress(c.Quiet)}
 	if c.Platform != "" {
 		p, err := parsePlatform(c.Platform)
 		if err != nil {
