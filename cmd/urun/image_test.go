@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"github.com/urun-dev/urun/image"
 	rt "github.com/urun-dev/urun/internal/registrytest"
 	"github.com/urun-dev/urun/internal/testutil"
+	"golang.org/x/sys/unix"
 )
 
 // imageCLI runs the urun binary on a store in temporary directories, as
@@ -298,4 +300,73 @@ func TestPrepareImage(t *testing.T) {
 		t.Errorf("second removal: %v", err)
 	}
 	c.run("rmi", ref)
+}
+
+// openPTY returns a pseudo-terminal's master and slave.
+func openPTY(t *testing.T) (*os.File, *os.File) {
+	t.Helper()
+	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals: %v", err)
+	}
+	t.Cleanup(func() { master.Close() })
+	if err := unix.IoctlSetPointerInt(int(master.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatalf("unlockpt: %v", err)
+	}
+	n, err := unix.IoctlGetInt(int(master.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatalf("ptsname: %v", err)
+	}
+	slave, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { slave.Close() })
+	if err := unix.IoctlSetWinsize(int(slave.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 24, Col: 100}); err != nil {
+		t.Fatal(err)
+	}
+	return master, slave
+}
+
+// TestPullProgress: a bar per layer on a terminal, one line per blob
+// otherwise, nothing with -q.
+func TestPullProgress(t *testing.T) {
+	testutil.Integration(t)
+	reg := rt.Start(t)
+	ref := pushBusybox(t, reg, "test/progress", rt.Layer{rt.File("second", "layer")})
+	c := newImageCLI(t, reg, "")
+
+	// Not a terminal: plain lines.
+	var out bytes.Buffer
+	cmd := c.cmd(context.Background(), "pull", "--tls-verify=false", ref)
+	cmd.Stdout, cmd.Stderr = io.Discard, &out
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("pull: %v\n%s", err, out.String())
+	}
+	if n := strings.Count(out.String(), "Copying blob sha256:"); n != 2 || strings.Contains(out.String(), "\x1b[") {
+		t.Errorf("progress to a pipe: %d blob lines (want 2), escapes: %q", n, out.String())
+	}
+	if s := c.run("pull", "-q", "--tls-verify=false", ref); strings.Count(s, "\n") != 1 {
+		t.Errorf("pull -q printed more than the ID: %q", s)
+	}
+	c.run("rmi", ref)
+
+	// A terminal: bars drawn with escape sequences.
+	master, slave := openPTY(t)
+	cmd = c.cmd(context.Background(), "pull", "--tls-verify=false", ref)
+	cmd.Stdout, cmd.Stderr = io.Discard, slave
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	slave.Close()
+	var tty bytes.Buffer
+	copied := make(chan struct{})
+	go func() { io.Copy(&tty, master); close(copied) }() // EIO once the last slave closes
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("pull on a terminal: %v\n%s", err, tty.String())
+	}
+	<-copied
+	if s := tty.String(); !strings.Contains(s, "\x1b[") || !strings.Contains(s, "Copying blob") {
+		t.Errorf("progress on a terminal has no bars: %q", s)
+	}
 }
