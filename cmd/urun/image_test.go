@@ -194,9 +194,10 @@ func TestImageCommands(t *testing.T) {
 	}
 }
 
-// TestPullInterruptedBySignal: SIGINT (to the process group, as a
-// terminal sends it) during a pull ends urun with no image stored, and the
-// next pull completes.
+// TestPullInterruptedBySignal: SIGINT to the process group (as a
+// terminal sends it) or SIGTERM to urun alone during a pull ends urun
+// with no image stored and its staging directory removed (the run inside
+// the user namespace shut down cleanly), and the next pull completes.
 func TestPullInterruptedBySignal(t *testing.T) {
 	testutil.Integration(t)
 	reg := rt.Start(t)
@@ -208,33 +209,50 @@ func TestPullInterruptedBySignal(t *testing.T) {
 	pushBusybox(t, reg, "test/sig")
 	ref := p.Addr + "/test/sig:latest"
 	c := newImageCLI(t, reg, "")
-	c.run("images") // store created, binary warm
-	p.Set(blobDigest(t, bb), rt.Stall)
-
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := c.cmd(ctx, "pull", "-q", "--tls-verify=false", ref)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case <-p.Stalled():
-	case err := <-done:
-		t.Fatalf("pull ended before the stall: %v\n%s", err, out.String())
-	case <-ctx.Done():
-		t.Fatal("no stall within a minute")
-	}
-	syscall.Kill(-cmd.Process.Pid, syscall.SIGINT)
-	if err := <-done; err == nil {
-		t.Fatalf("interrupted pull exited 0:\n%s", out.String())
-	}
-	if got := c.imageNames(); len(got) != 0 {
-		t.Errorf("images after an interrupted pull: %v", got)
+	c.run("images") // the store exists
+	for _, tc := range []struct {
+		name  string
+		group bool
+		sig   syscall.Signal
+	}{
+		{"SIGINT to the group", true, syscall.SIGINT},
+		{"SIGTERM to urun", false, syscall.SIGTERM},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p.Set(blobDigest(t, bb), rt.Stall)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			cmd := c.cmd(ctx, "pull", "-q", "--tls-verify=false", ref)
+			var out bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			select {
+			case <-p.Stalled():
+			case err := <-done:
+				t.Fatalf("pull ended before the stall: %v\n%s", err, out.String())
+			case <-ctx.Done():
+				t.Fatal("no stall within a minute")
+			}
+			pid := cmd.Process.Pid
+			if tc.group {
+				pid = -pid
+			}
+			syscall.Kill(pid, tc.sig)
+			if err := <-done; err == nil {
+				t.Fatalf("interrupted pull exited 0:\n%s", out.String())
+			}
+			if ents, _ := os.ReadDir(filepath.Join(c.g.GraphRoot, "tmp")); len(ents) != 0 {
+				t.Errorf("staging directories left by the interrupted pull: %v", ents)
+			}
+			if got := c.imageNames(); len(got) != 0 {
+				t.Errorf("images after an interrupted pull: %v", got)
+			}
+		})
 	}
 	p.Set(blobDigest(t, bb), rt.Pass)
 	c.run("pull", "-q", "--tls-verify=false", ref)

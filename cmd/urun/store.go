@@ -79,7 +79,7 @@ func withStore(ctx context.Context, g *globals, fn func(ctx context.Context, s *
 	if lvl, err := logrus.ParseLevel(g.LogLevel); err == nil {
 		logrus.SetLevel(lvl)
 	}
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	o, err := g.storeOptions()
 	if err != nil {
@@ -109,12 +109,27 @@ func reexecInUserNS(g *globals) error {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS, Pdeathsig: syscall.SIGKILL}
 	// reexec wants its entry's name last.
 	cmd.Env = slices.Insert(cmd.Env, len(cmd.Env)-1, fmt.Sprintf("URUN_HOST_UID=%d", os.Getuid()))
-	// The terminal's SIGINT reaches the child too; we wait for its end.
-	signal.Ignore(os.Interrupt, syscall.SIGTERM)
-	defer signal.Reset(os.Interrupt, syscall.SIGTERM)
+	// Signals for urun go to the run inside, which ends its work cleanly
+	// (an interrupted pull stores nothing); we wait for its end. (A
+	// terminal's SIGINT reaches both; the inside run takes a repeat.)
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
 	if err := userns.Start(cmd, maps); err != nil {
 		return err
 	}
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			select {
+			case sig := <-sigs:
+				cmd.Process.Signal(sig)
+			case <-done:
+				return
+			}
+		}
+	}()
 	// The run inside did the work and said so: its exit code, even 0,
 	// ends this urun without more output.
 	err = cmd.Wait()
