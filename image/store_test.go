@@ -236,18 +236,7 @@ func TestPullInterrupted(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		cmd, out := e.helper(ctx, "pull", ref)
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case <-p.Stalled():
-		case err := <-done:
-			t.Fatalf("the pull ended before the stall: %v\n%s", err, out)
-		case <-ctx.Done():
-			t.Fatal("no stalled download within a minute")
-		}
+		done := p.StartUntilStalled(ctx, t, cmd, out)
 		// Bounded poll: the base layer is committed while the top stalls.
 		var committed []string
 		tick := time.NewTicker(10 * time.Millisecond)

@@ -226,18 +226,7 @@ func TestPullInterruptedBySignal(t *testing.T) {
 			var out bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &out, &out
 			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			done := make(chan error, 1)
-			go func() { done <- cmd.Wait() }()
-			select {
-			case <-p.Stalled():
-			case err := <-done:
-				t.Fatalf("pull ended before the stall: %v\n%s", err, out.String())
-			case <-ctx.Done():
-				t.Fatal("no stall within a minute")
-			}
+			done := p.StartUntilStalled(ctx, t, cmd, &out)
 			pid := cmd.Process.Pid
 			if tc.group {
 				pid = -pid

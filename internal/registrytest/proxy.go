@@ -1,11 +1,14 @@
 package registrytest
 
 import (
+	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os/exec"
 	"regexp"
 	"sync"
 	"testing"
@@ -25,8 +28,8 @@ const (
 	// Cut sends half of the blob and drops the connection; a resuming
 	// Range request gets 503.
 	Cut
-	// Stall sends half of the blob, reports the digest on Stalled, and
-	// holds the connection until the client goes away.
+	// Stall sends half of the blob, tells StartUntilStalled, and holds
+	// the connection until the client goes away.
 	Stall
 )
 
@@ -67,9 +70,6 @@ func (p *Proxy) Set(d digest.Digest, f Fault) {
 	defer p.mu.Unlock()
 	p.faults[d] = f
 }
-
-// Stalled receives the digest of every download Stall holds.
-func (p *Proxy) Stalled() <-chan digest.Digest { return p.stalled }
 
 func (p *Proxy) fault(r *http.Request) (digest.Digest, Fault) {
 	m := blobPath.FindStringSubmatch(r.URL.Path)
@@ -142,4 +142,27 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		panic(http.ErrAbortHandler)
 	}
+}
+
+// StartUntilStalled starts cmd and returns once the proxy holds one of its
+// downloads (a blob set to Stall); the channel then receives cmd.Wait's
+// result. The test fails if cmd ends first or ctx ends; out is what cmd
+// printed, for the message.
+func (p *Proxy) StartUntilStalled(ctx context.Context, t testing.TB, cmd *exec.Cmd, out fmt.Stringer) <-chan error {
+	t.Helper()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-p.stalled:
+	case err := <-done:
+		t.Fatalf("%s ended before its download stalled: %v\n%s", cmd.Path, err, out)
+	case <-ctx.Done():
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("%s: no stalled download: %v", cmd.Path, ctx.Err())
+	}
+	return done
 }
