@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/urun-dev/urun/internal/reexec"
 )
 
@@ -51,6 +53,8 @@ func inheritedFile(env string) *os.File {
 	if err != nil || fd < 3 {
 		return nil
 	}
+	// Ours alone: the container's processes must not inherit it.
+	unix.CloseOnExec(fd)
 	return os.NewFile(uintptr(fd), env)
 }
 

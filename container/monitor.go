@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"syscall"
 
 	"github.com/urun-dev/urun/fusefs"
@@ -136,6 +137,30 @@ func mountRootfs(c *Config, merged string) error {
 	defer unix.Umask(old)
 	if _, _, err := fusefs.Mount(merged, cfg, fusefs.MountOptions{}); err != nil {
 		return fmt.Errorf("mount the root filesystem: %w", err)
+	}
+	return closeOnExecFUSE()
+}
+
+// closeOnExecFUSE marks this process's /dev/fuse descriptors close-on-exec
+// (go-fuse opens its own without the flag). A container process that
+// inherited one would keep the FUSE connection alive after the monitor's
+// death, and a request it made in that moment would wait forever for an
+// answer that no one is left to give.
+func closeOnExecFUSE() error {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		target, err := os.Readlink("/proc/self/fd/" + e.Name())
+		if err != nil || (target != "/dev/fuse" && target != "/fuse") {
+			continue
+		}
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		unix.CloseOnExec(fd)
 	}
 	return nil
 }

@@ -2,7 +2,7 @@
 # Build a small image from Debian's busybox-static, without network access,
 # and import it into urun's image store.
 #
-#   scripts/demo-image.sh [URUN [NAME]]
+#   scripts/demo-image.sh [URUN [NAME]]     (URUN_FLAGS: urun's global flags)
 #
 # URUN defaults to bin/urun beside this script's repo, NAME to
 # localhost/demo:latest. The image: /bin/busybox with a symlink per applet,
@@ -34,7 +34,9 @@ printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:
 printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
 tar --numeric-owner --owner=0 --group=0 -C "$root" -cf "$work/rootfs.tar" .
 
-"$urun" import -q \
+# URUN_FLAGS: global flags for urun (for example --root DIR).
+# shellcheck disable=SC2086
+"$urun" ${URUN_FLAGS:-} import -q \
 	--change 'CMD ["/bin/sh"]' \
 	--change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
 	"$work/rootfs.tar" "$name"

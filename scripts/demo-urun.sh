@@ -23,6 +23,8 @@ if [ "$(id -u)" -eq 0 ]; then
 	install -d -o "$user" "$dir/demo"
 	install -m 0755 "$URUN" "$dir/demo/urun"
 	install -m 0755 "$0" "$dir/demo/demo-urun.sh"
+	install -m 0755 "$repo/scripts/demo-image.sh" "$dir/demo/demo-image.sh"
+	[ ! -x "$repo/bin/ufs" ] || install -m 0755 "$repo/bin/ufs" "$dir/demo/ufs"
 	echo "    running the rest as $user"
 	exec runuser -u "$user" -- env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
 		HOME="$(getent passwd "$user" | cut -d: -f6)" URUN="$dir/demo/urun" TMPDIR=/tmp \
@@ -30,7 +32,8 @@ if [ "$(id -u)" -eq 0 ]; then
 fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/urun-demo.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+# The store's files belong to subordinate ids: remove them from inside.
+trap '"$URUN" --root "$work/data" unshare rm -rf "$work/data" 2>/dev/null; rm -rf "$work"' EXIT
 rootfs=$work/rootfs
 
 step "building a root filesystem from Debian's busybox-static package"
@@ -56,6 +59,14 @@ step "urun run --rm --rootfs ROOTFS echo hello   (as $(id -un), uid $(id -u))"
 step "who am I inside, and where"
 "$URUN" --root "$work/data" run --rm --rootfs "$rootfs" --hostname demo sh -c \
 	'echo "hostname: $(hostname)"; echo "id: $(id)"; echo "uid_map:"; cat /proc/self/uid_map; echo "pid 1: $(cat /proc/1/comm)"; grep CapEff /proc/self/status'
+
+step "an image made locally from busybox-static, imported into urun's store"
+URUN_FLAGS="--root $work/data" "$(dirname "$0")/demo-image.sh" "$URUN" localhost/demo:latest | tail -1 | sed 's/^/    image id: /'
+"$URUN" --root "$work/data" images
+
+step "urun demo echo hello   (the short form of: urun run localhost/demo:latest echo hello)"
+"$URUN" --root "$work/data" run --rm demo echo hello
+"$URUN" --root "$work/data" rmi localhost/demo:latest >/dev/null
 
 step "exit codes travel back"
 set +e

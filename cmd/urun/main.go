@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 
 	"github.com/alecthomas/kong"
 	"github.com/urun-dev/urun/container"
@@ -84,7 +85,7 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "Error: %v\n", err)
 		return container.ExitSetup
 	}
-	k, err := parser.Parse(args)
+	k, err := parser.Parse(shortForm(parser, args))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "Error: %v\n", err)
 		return container.ExitSetup
@@ -109,4 +110,42 @@ func (g *globals) logger() *slog.Logger {
 	var lvl slog.Level
 	lvl.UnmarshalText([]byte(g.LogLevel))
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+}
+
+// shortForm turns "urun [GLOBAL FLAGS] IMAGE [CMD...]" into
+// "urun [GLOBAL FLAGS] run IMAGE [CMD...]": a first word that is not a
+// command names an image, as in "urun fedora echo hello".
+func shortForm(parser *kong.Kong, args []string) []string {
+	commands := map[string]bool{}
+	for _, n := range parser.Model.Children {
+		commands[n.Name] = true
+		for _, a := range n.Aliases {
+			commands[a] = true
+		}
+	}
+	valued := map[string]bool{}
+	for _, f := range parser.Model.Flags {
+		if !f.IsBool() {
+			valued["--"+f.Name] = true
+			if f.Short != 0 {
+				valued["-"+string(f.Short)] = true
+			}
+		}
+	}
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			return args
+		case strings.HasPrefix(a, "-"):
+			if valued[a] {
+				i++ // its value
+			}
+		case commands[a]:
+			return args
+		default:
+			return append(append(append([]string(nil), args[:i]...), "run"), args[i:]...)
+		}
+	}
+	return args
 }

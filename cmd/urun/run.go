@@ -2,17 +2,22 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/urun-dev/urun/container"
+	"github.com/urun-dev/urun/image"
 	"github.com/urun-dev/urun/userns"
 )
 
 type runCmd struct {
-	Rootfs      []string `help:"Root filesystem directory; repeat to stack layers, topmost first." placeholder:"DIR" required:""`
+	Rootfs      []string `help:"Root filesystem directory instead of an image; repeat to stack layers, topmost first." placeholder:"DIR"`
+	Pull        string   `help:"When to pull the image: missing, always, never." default:"missing" enum:"missing,always,never"`
+	TLSVerify   bool     `name:"tls-verify" help:"Require HTTPS and verify certificates when pulling." default:"true" negatable:""`
+	Entrypoint  *string  `help:"Overwrite the image's entrypoint (a command, or a JSON array; \"\" clears it)." placeholder:"CMD"`
 	Env         []string `short:"e" help:"Set an environment variable (KEY=VALUE, or KEY to copy it from urun's environment)." placeholder:"KEY=VALUE"`
 	EnvFile     []string `help:"Read environment variables from a file (KEY=VALUE lines)." placeholder:"FILE"`
 	Workdir     string   `short:"w" help:"Working directory inside the container (created if missing)." placeholder:"DIR"`
@@ -33,13 +38,20 @@ type runCmd struct {
 	Network     string   `name:"network" aliases:"net" help:"Network: none (loopback only) or host." default:"none"`
 	Userns      string   `help:"User namespace mode: \"\" (you are root inside) or keep-id (you keep your uid)." placeholder:"MODE"`
 
-	Command []string `arg:"" passthrough:"" help:"Command and arguments."`
+	Command []string `arg:"" optional:"" passthrough:"" help:"IMAGE [COMMAND [ARG...]], or COMMAND [ARG...] with --rootfs."`
 }
 
 func (r *runCmd) Run(ctx context.Context, g *globals) error {
 	c, opts, err := r.config(g)
 	if err != nil {
 		return &exitCodeError{Code: container.ExitSetup, Err: err}
+	}
+	if len(r.Rootfs) == 0 {
+		done, err := r.fromImage(ctx, g, c)
+		if err != nil {
+			return &exitCodeError{Code: container.ExitSetup, Err: err}
+		}
+		defer done()
 	}
 	code, err := container.Run(ctx, c, opts)
 	if err != nil {
@@ -49,6 +61,69 @@ func (r *runCmd) Run(ctx context.Context, g *globals) error {
 		return &exitCodeError{Code: code}
 	}
 	return nil
+}
+
+// fromImage makes a container record for the image named by the first
+// argument (pulling it as --pull says) and fills c's layers and the
+// image's defaults: entrypoint and command, environment, working
+// directory and user, each overridden by the flags. The returned function
+// removes the record after --rm.
+func (r *runCmd) fromImage(ctx context.Context, g *globals, c *container.Config) (func(), error) {
+	if len(r.Command) == 0 {
+		return nil, fmt.Errorf("no image given: urun run IMAGE [COMMAND...] (or --rootfs DIR COMMAND...)")
+	}
+	pull, err := image.ParsePullPolicy(r.Pull)
+	if err != nil {
+		return nil, err
+	}
+	p, err := prepareImage(ctx, g, r.Command[0], prepareOptions{Pull: pull, TLSVerify: r.TLSVerify, Name: r.Name})
+	if err != nil {
+		return nil, err
+	}
+	remove := func() {
+		if err := removeContainerRecord(context.WithoutCancel(ctx), g, p.ContainerID); err != nil {
+			fmt.Fprintf(os.Stderr, "Error: remove container %s: %v\n", p.ContainerID, err)
+		}
+	}
+	c.ID = p.ContainerID
+	c.Layers, c.Upper, c.Work = p.Lowers, p.Upper, p.Work
+	ic := p.Config
+	entrypoint := ic.Entrypoint
+	if r.Entrypoint != nil {
+		entrypoint = parseEntrypoint(*r.Entrypoint)
+	}
+	args := r.Command[1:]
+	if len(args) == 0 && r.Entrypoint == nil {
+		args = ic.Cmd
+	}
+	c.Args = append(append([]string(nil), entrypoint...), args...)
+	c.Env = container.MergeEnv(ic.Env, c.Env)
+	if c.Workdir == "" {
+		c.Workdir = ic.WorkingDir
+	}
+	if c.User == "" {
+		c.User = ic.User
+	}
+	if len(c.Args) == 0 {
+		remove()
+		return nil, fmt.Errorf("no command: image %s has neither entrypoint nor command; give one after the image name", r.Command[0])
+	}
+	if !c.Remove {
+		return func() {}, nil
+	}
+	return remove, nil
+}
+
+// parseEntrypoint reads --entrypoint: a JSON array, or one command.
+func parseEntrypoint(s string) []string {
+	if s == "" {
+		return nil
+	}
+	var list []string
+	if strings.HasPrefix(s, "[") && json.Unmarshal([]byte(s), &list) == nil {
+		return list
+	}
+	return []string{s}
 }
 
 // config turns the flags into a container configuration.
@@ -70,6 +145,9 @@ func (r *runCmd) config(g *globals) (*container.Config, container.RunOptions, er
 		Network:     r.Network,
 	}
 	opts := container.RunOptions{Root: g.Root, Logger: g.logger()}
+	if len(r.Rootfs) > 0 && len(r.Command) == 0 {
+		return nil, opts, fmt.Errorf("no command given: urun run --rootfs DIR COMMAND [ARG...]")
+	}
 	for _, l := range r.Rootfs {
 		abs, err := filepath.Abs(l)
 		if err != nil {

@@ -27,6 +27,17 @@ func TestRunEcho(t *testing.T) {
 	if d := e.containerDirs(); len(d) != 0 {
 		t.Errorf("--rm left %v", d)
 	}
+	// No descriptor of urun's reaches the container: an inherited
+	// /dev/fuse would keep the rootfs's FUSE connection alive after
+	// urun's death, and a request made then would hang forever.
+	for _, flags := range [][]string{{"--rm"}, {"--rm", "--init"}} {
+		out := e.ok(append(flags, "--", "sh", "-c", "for f in /proc/self/fd/*; do readlink $f; done; true")...)
+		for _, l := range strings.Split(out, "\n") {
+			if strings.Contains(l, "fuse") || strings.Contains(l, "lock") || strings.Contains(l, e.root) {
+				t.Errorf("%v: the container inherited %s", flags, l)
+			}
+		}
+	}
 }
 
 // TestUIDMap checks the user namespace's maps: the caller is root inside,

@@ -1,0 +1,52 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	rt "github.com/urun-dev/urun/internal/registrytest"
+)
+
+// TestRunImage runs containers from a pulled image: its config applies
+// (command, user, working directory, environment), the flags override it,
+// its upper layer's whiteouts hide lower files, the short form works, and
+// --rm leaves no container record (rmi of the image then succeeds).
+func TestRunImage(t *testing.T) {
+	requireContainers(t)
+	reg := rt.Start(t)
+	top := rt.Layer{rt.Whiteout("bin/vi"), rt.File("etc/motd", "from the top layer\n")}
+	ref := pushBusybox(t, reg, "test/run", top)
+	c := newImageCLI(t, reg, "")
+	state := t.TempDir()
+	urun := func(args ...string) string {
+		t.Helper()
+		return c.run(append([]string{"--root", state}, args...)...)
+	}
+	c.run("pull", "--tls-verify=false", "-q", ref)
+
+	if got := urun("run", "--rm", ref, "sh", "-c", `echo "$(id -u) $(pwd) $PATH"`); got != "1000 /home/app /bin\n" {
+		t.Errorf("image config: %q", got)
+	}
+	if got := urun("run", "--rm", "-u", "0", "-w", "/", "-e", "PATH=/usr/bin:/bin", ref, "sh", "-c", `echo "$(id -u) $(pwd) $PATH"`); got != "0 / /usr/bin:/bin\n" {
+		t.Errorf("flags over the image config: %q", got)
+	}
+	if got := urun("run", "--rm", "--entrypoint", `["/bin/echo","from"]`, ref, "entrypoint"); got != "from entrypoint\n" {
+		t.Errorf("--entrypoint: %q", got)
+	}
+	if got := urun("run", "--rm", "--pull=never", ref, "sh", "-c", "cat /etc/motd; test -e /bin/vi && echo vi-visible; test -e /bin/ls && echo ls-there"); got != "from the top layer\nls-there\n" {
+		t.Errorf("layers: %q", got)
+	}
+	// The short form, with the store's global flags before the image.
+	if got := urun(ref, "echo", "short"); got != "short\n" {
+		t.Errorf("short form: %q", got)
+	}
+	out, err := c.try(append([]string{"--root", state}, "run", "--rm", "--pull=never", "localhost/nosuch", "true")...)
+	if err == nil || !strings.Contains(out, "nosuch") {
+		t.Errorf("missing image with --pull=never: %v %q", err, out)
+	}
+	// The short-form container above kept its record (no --rm): remove
+	// its state, then the image goes.
+	if out, err := c.try("rmi", ref); err == nil || !strings.Contains(out, "in use") {
+		t.Errorf("rmi with a kept container: %v %q", err, out)
+	}
+}
