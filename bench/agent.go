@@ -1,0 +1,197 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The rootless agent is this program run as an unprivileged user inside a
+// user and mount namespace of that user, driven over its stdin and stdout
+// with one JSON object per line.
+
+type agentRequest struct {
+	Op       string `json:"op"` // hello, open, measure, close
+	ID       int    `json:"id,omitempty"`
+	Impl     Impl   `json:"impl,omitzero"`
+	Workload string `json:"workload,omitempty"`
+}
+
+type agentReply struct {
+	ID     int    `json:"id,omitempty"`
+	Sample Sample `json:"sample,omitzero"`
+	Info   string `json:"info,omitempty"`
+	Err    string `json:"err,omitempty"`
+}
+
+// AgentConfig is what the agent is started with.
+type AgentConfig struct {
+	FixtureDir string
+	ScratchDir string
+	UfsBin     string
+}
+
+// ServeAgent answers requests from in until it reaches EOF (the harness
+// ended, or died), then unmounts everything it mounted.
+func ServeAgent(ctx context.Context, cfg AgentConfig, in io.Reader, out io.Writer) error {
+	fx, err := loadFixture(cfg.FixtureDir)
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	ex := newLocalExecutor(fx, cfg.ScratchDir, cfg.UfsBin)
+	defer ex.Shutdown()
+	dec, enc := json.NewDecoder(in), json.NewEncoder(out)
+	for {
+		var req agentRequest
+		if err := dec.Decode(&req); err != nil {
+			if errors.Is(err, io.EOF) {
+				return ex.Shutdown()
+			}
+			return fmt.Errorf("agent: read request: %w", err)
+		}
+		var rep agentReply
+		switch req.Op {
+		case "hello":
+			b, _ := os.ReadFile("/proc/self/uid_map")
+			rep.Info = fmt.Sprintf("uid %d, uid_map %s", os.Geteuid(), strings.Join(strings.Fields(string(b)), " "))
+		case "open":
+			rep.ID, err = ex.Open(ctx, req.Impl, req.Workload)
+		case "measure":
+			rep.Sample, err = ex.Measure(ctx, req.ID)
+		case "close":
+			err = ex.Close(ctx, req.ID)
+		default:
+			err = fmt.Errorf("unknown request %q", req.Op)
+		}
+		if err != nil {
+			rep.Err = err.Error()
+			err = nil
+		}
+		if err := enc.Encode(&rep); err != nil {
+			return fmt.Errorf("agent: write reply: %w", err)
+		}
+	}
+}
+
+// agentExecutor drives a rootless agent.
+type agentExecutor struct {
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	dec    *json.Decoder
+	stderr *bytes.Buffer
+	Info   string // what the agent says of its namespace
+}
+
+var _ Executor = (*agentExecutor)(nil)
+
+// startAgent starts self as shift.User in a new user namespace (0 mapped to
+// the user, 1..Count to its subordinate ids, through newuidmap) and mount
+// namespace. As root it switches to the user with runuser first; as the
+// user itself it runs unshare directly.
+func startAgent(ctx context.Context, self string, shift IDShift, cfg AgentConfig) (*agentExecutor, error) {
+	args := []string{
+		"--map-root-user",
+		"--map-users=" + strconv.Itoa(shift.SubUID) + ",1," + strconv.Itoa(shift.Count),
+		"--map-groups=" + strconv.Itoa(shift.SubGID) + ",1," + strconv.Itoa(shift.Count),
+		"--mount", "--propagation=private",
+		self, "agent", "--fixture", cfg.FixtureDir, "--scratch", cfg.ScratchDir, "--ufs", cfg.UfsBin,
+	}
+	name := "unshare"
+	if os.Geteuid() == 0 {
+		name, args = "runuser", append([]string{"-u", shift.User, "--", "unshare"}, args...)
+	}
+	// Not cancelled with ctx: on an interrupt the agent is asked to stop
+	// (its stdin closes) and unmounts what it holds before it exits.
+	a := &agentExecutor{cmd: command(context.WithoutCancel(ctx), name, args...), stderr: new(bytes.Buffer)}
+	a.cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin", "LANG=C"}
+	a.cmd.Stderr = a.stderr
+	var err error
+	if a.stdin, err = a.cmd.StdinPipe(); err != nil {
+		return nil, err
+	}
+	stdout, err := a.cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	a.dec = json.NewDecoder(bufio.NewReader(stdout))
+	if err := a.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start the rootless agent: %w", err)
+	}
+	rep, err := a.call(agentRequest{Op: "hello"})
+	if err != nil {
+		return nil, errors.Join(err, a.Shutdown())
+	}
+	a.Info = rep.Info
+	return a, nil
+}
+
+func (a *agentExecutor) call(req agentRequest) (agentReply, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var rep agentReply
+	if err := json.NewEncoder(a.stdin).Encode(&req); err != nil {
+		return rep, fmt.Errorf("rootless agent: %w (%s)", err, tail(a.stderr))
+	}
+	if err := a.dec.Decode(&rep); err != nil {
+		return rep, fmt.Errorf("rootless agent gave no reply: %w (%s)", err, tail(a.stderr))
+	}
+	if rep.Err != "" {
+		return rep, errors.New(rep.Err)
+	}
+	return rep, nil
+}
+
+func tail(b *bytes.Buffer) string {
+	s := strings.TrimSpace(b.String())
+	if len(s) > 800 {
+		s = "…" + s[len(s)-800:]
+	}
+	if s == "" {
+		return "no output"
+	}
+	return s
+}
+
+func (a *agentExecutor) Open(_ context.Context, impl Impl, workload string) (int, error) {
+	rep, err := a.call(agentRequest{Op: "open", Impl: impl, Workload: workload})
+	return rep.ID, err
+}
+
+func (a *agentExecutor) Measure(_ context.Context, id int) (Sample, error) {
+	rep, err := a.call(agentRequest{Op: "measure", ID: id})
+	return rep.Sample, err
+}
+
+func (a *agentExecutor) Close(_ context.Context, id int) error {
+	_, err := a.call(agentRequest{Op: "close", ID: id})
+	return err
+}
+
+// Shutdown closes the agent's stdin; it unmounts what it holds and exits.
+func (a *agentExecutor) Shutdown() error {
+	a.stdin.Close()
+	done := make(chan error, 1)
+	go func() { done <- a.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("rootless agent: %w (%s)", err, tail(a.stderr))
+		}
+		return nil
+	case <-time.After(60 * time.Second):
+		_ = a.cmd.Process.Kill()
+		<-done
+		return errors.New("rootless agent did not exit within a minute of its shutdown; killed")
+	}
+}

@@ -1,0 +1,192 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Impl is one implementation of a union (or the plain directory).
+type Impl struct {
+	Name     string `json:"name"`
+	Label    string `json:"label"`
+	Kind     string `json:"kind"` // plain, overlay, fuse-overlayfs, ufs
+	Rootless bool   `json:"rootless"`
+}
+
+// Implementation names.
+const (
+	ImplPlain           = "plain"
+	ImplOverlay         = "overlayfs"
+	ImplFuseOverlay     = "fuse-overlayfs"
+	ImplUfs             = "ufs"
+	ImplUfsRootless     = "ufs-rootless"
+	ImplFuseRootless    = "fuse-overlayfs-rootless"
+	ImplOverlayRootless = "overlayfs-rootless"
+)
+
+// FSImpls are the filesystem implementations, in the order of a round.
+var FSImpls = []Impl{
+	{ImplPlain, "plain dir", "plain", false},
+	{ImplOverlay, "overlayfs (root)", "overlay", false},
+	{ImplFuseOverlay, "fuse-overlayfs (root)", "fuse-overlayfs", false},
+	{ImplUfs, "ufs (root)", "ufs", false},
+	{ImplOverlayRootless, "overlayfs (rootless userns)", "overlay", true},
+	{ImplFuseRootless, "fuse-overlayfs (rootless userns)", "fuse-overlayfs", true},
+	{ImplUfsRootless, "ufs (rootless userns)", "ufs", true},
+}
+
+// instance is one mount of an implementation over a stack, with an empty
+// upper, or a plain directory with the stack's content.
+type instance struct {
+	root    string // where the workload runs
+	upper   string // the upper layer ("" for plain)
+	dir     string // scratch directory of the instance, removed at close
+	mounted string // mount point to unmount ("" for plain)
+	d       *daemon
+}
+
+// mountInstance makes an instance of impl kind over the stack. A plain
+// instance is the fixture's merged copy itself, or a fresh copy of it for a
+// workload that changes existing files.
+func mountInstance(ctx context.Context, kind string, fx *Fixture, stack string, mutates bool, scratch, ufsBin string) (inst *instance, err error) {
+	st := fx.Stacks[stack]
+	if st == nil {
+		return nil, fmt.Errorf("no stack %q in the fixture", stack)
+	}
+	dir, err := os.MkdirTemp(scratch, kind+"-")
+	if err != nil {
+		return nil, err
+	}
+	inst = &instance{dir: dir}
+	defer func() {
+		if err != nil {
+			_ = inst.close()
+		}
+	}()
+	if kind == "plain" {
+		inst.root = fx.Path(st.Merged)
+		if mutates {
+			inst.root = filepath.Join(dir, "root")
+			if err := os.Mkdir(inst.root, 0o755); err != nil {
+				return nil, err
+			}
+			if err := copyTree(ctx, fx.Path(st.Merged), inst.root); err != nil {
+				return nil, err
+			}
+			// The copy's dirty pages would be written back during the
+			// timed step otherwise.
+			if err := syncFS(inst.root); err != nil {
+				return nil, err
+			}
+		}
+		return inst, nil
+	}
+	upper, work, mnt := filepath.Join(dir, "upper"), filepath.Join(dir, "work"), filepath.Join(dir, "mnt")
+	for _, d := range []string{upper, work, mnt} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	inst.upper, inst.root = upper, mnt
+	opts := "lowerdir=" + strings.Join(fx.LayerPaths(stack), ":") + ",upperdir=" + upper + ",workdir=" + work
+	switch kind {
+	case "overlay":
+		if inUserNS() {
+			opts += ",userxattr"
+		}
+		if err := unix.Mount("overlay", mnt, "overlay", 0, opts); err != nil {
+			return nil, &os.PathError{Op: "mount overlay", Path: mnt, Err: err}
+		}
+		inst.mounted = mnt
+		return inst, nil
+	case "fuse-overlayfs":
+		inst.d, err = startDaemon(ctx, "fuse-overlayfs", "-f", "-o", opts, mnt)
+	case "ufs":
+		inst.d, err = startDaemon(ctx, ufsBin, "mount", "-f", "-o", opts, mnt)
+	default:
+		return nil, fmt.Errorf("unknown implementation kind %q", kind)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := waitMounted(ctx, mnt, inst.d); err != nil {
+		return nil, err
+	}
+	inst.mounted = mnt
+	return inst, nil
+}
+
+// close unmounts, waits for the helper and removes the scratch directory.
+func (in *instance) close() error {
+	var errs []error
+	if in.mounted != "" {
+		if err := unmount(in.mounted); err != nil {
+			errs = append(errs, err)
+		} else {
+			in.mounted = ""
+		}
+	}
+	if in.d != nil {
+		if in.mounted != "" {
+			_ = in.d.cmd.Process.Kill()
+		}
+		errs = append(errs, in.d.stop())
+		in.d = nil
+	}
+	if in.mounted == "" && in.dir != "" {
+		errs = append(errs, removeAll(in.dir))
+		in.dir = ""
+	}
+	return errors.Join(errs...)
+}
+
+// unmount detaches mnt; a mount still busy a few moments after the
+// workload ended (a helper's late close) is detached lazily.
+func unmount(mnt string) error {
+	for i := 0; ; i++ {
+		err := unix.Unmount(mnt, 0)
+		switch {
+		case err == nil, errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOENT):
+			return nil
+		case errors.Is(err, unix.EBUSY) && i < 20:
+			time.Sleep(50 * time.Millisecond)
+			continue
+		case errors.Is(err, unix.EBUSY):
+			if err := unix.Unmount(mnt, unix.MNT_DETACH); err != nil {
+				return &os.PathError{Op: "umount2 (detach)", Path: mnt, Err: err}
+			}
+			return nil
+		}
+		return &os.PathError{Op: "umount2", Path: mnt, Err: err}
+	}
+}
+
+// inUserNS reports whether this process runs in a user namespace other
+// than the initial one.
+func inUserNS() bool {
+	b, err := os.ReadFile("/proc/self/uid_map")
+	if err != nil {
+		return false
+	}
+	return !bytes.Equal(bytes.Join(bytes.Fields(b), []byte(" ")), []byte("0 0 4294967295"))
+}
+
+func syncFS(path string) error {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	if err := unix.Syncfs(fd); err != nil {
+		return &os.PathError{Op: "syncfs", Path: path, Err: err}
+	}
+	return nil
+}
