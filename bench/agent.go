@@ -21,10 +21,13 @@ import (
 // with one JSON object per line.
 
 type agentRequest struct {
-	Op       string `json:"op"` // hello, open, measure, close
-	ID       int    `json:"id,omitempty"`
-	Impl     Impl   `json:"impl,omitzero"`
-	Workload string `json:"workload,omitempty"`
+	Op       string   `json:"op"` // hello, open, measure, close, exec
+	ID       int      `json:"id,omitempty"`
+	Impl     Impl     `json:"impl,omitzero"`
+	Workload string   `json:"workload,omitempty"`
+	Argv     []string `json:"argv,omitempty"` // exec: the command, timed end to end
+	Env      []string `json:"env,omitempty"`
+	Dir      string   `json:"dir,omitempty"`
 }
 
 type agentReply struct {
@@ -36,19 +39,24 @@ type agentReply struct {
 
 // AgentConfig is what the agent is started with.
 type AgentConfig struct {
-	FixtureDir string
+	FixtureDir string // "" for an agent that only runs commands
 	ScratchDir string
 	UfsBin     string
+	UserNS     bool // run in a user namespace of the user (filesystem part)
 }
 
 // ServeAgent answers requests from in until it reaches EOF (the harness
 // ended, or died), then unmounts everything it mounted.
 func ServeAgent(ctx context.Context, cfg AgentConfig, in io.Reader, out io.Writer) error {
-	fx, err := loadFixture(cfg.FixtureDir)
-	if err != nil {
-		return fmt.Errorf("agent: %w", err)
+	var fx *Fixture
+	if cfg.FixtureDir != "" {
+		var err error
+		if fx, err = loadFixture(cfg.FixtureDir); err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
 	}
 	ex := newLocalExecutor(fx, cfg.ScratchDir, cfg.UfsBin)
+	var err error
 	defer ex.Shutdown()
 	dec, enc := json.NewDecoder(in), json.NewEncoder(out)
 	for {
@@ -70,6 +78,8 @@ func ServeAgent(ctx context.Context, cfg AgentConfig, in io.Reader, out io.Write
 			rep.Sample, err = ex.Measure(ctx, req.ID)
 		case "close":
 			err = ex.Close(ctx, req.ID)
+		case "exec":
+			rep.Sample, rep.Info, err = timeCommand(ctx, req.Argv, req.Env, req.Dir)
 		default:
 			err = fmt.Errorf("unknown request %q", req.Op)
 		}
@@ -100,16 +110,20 @@ var _ Executor = (*agentExecutor)(nil)
 // namespace. As root it switches to the user with runuser first; as the
 // user itself it runs unshare directly.
 func startAgent(ctx context.Context, self string, shift IDShift, cfg AgentConfig) (*agentExecutor, error) {
-	args := []string{
-		"--map-root-user",
-		"--map-users=" + strconv.Itoa(shift.SubUID) + ",1," + strconv.Itoa(shift.Count),
-		"--map-groups=" + strconv.Itoa(shift.SubGID) + ",1," + strconv.Itoa(shift.Count),
-		"--mount", "--propagation=private",
-		self, "agent", "--fixture", cfg.FixtureDir, "--scratch", cfg.ScratchDir, "--ufs", cfg.UfsBin,
+	args := []string{self, "agent", "--fixture=" + cfg.FixtureDir, "--scratch=" + cfg.ScratchDir, "--ufs=" + cfg.UfsBin}
+	if cfg.UserNS {
+		args = append([]string{
+			"unshare", "--map-root-user",
+			"--map-users=" + strconv.Itoa(shift.SubUID) + ",1," + strconv.Itoa(shift.Count),
+			"--map-groups=" + strconv.Itoa(shift.SubGID) + ",1," + strconv.Itoa(shift.Count),
+			"--mount", "--propagation=private",
+		}, args...)
 	}
-	name := "unshare"
+	name := args[0]
 	if os.Geteuid() == 0 {
-		name, args = "runuser", append([]string{"-u", shift.User, "--", "unshare"}, args...)
+		name, args = "runuser", append([]string{"-u", shift.User, "--"}, args...)
+	} else {
+		args = args[1:]
 	}
 	// Not cancelled with ctx: on an interrupt the agent is asked to stop
 	// (its stdin closes) and unmounts what it holds before it exits.
@@ -171,6 +185,31 @@ func (a *agentExecutor) Open(_ context.Context, impl Impl, workload string) (int
 func (a *agentExecutor) Measure(_ context.Context, id int) (Sample, error) {
 	rep, err := a.call(agentRequest{Op: "measure", ID: id})
 	return rep.Sample, err
+}
+
+// Exec runs a command as the agent's user and times it end to end; it
+// returns the command's standard output.
+func (a *agentExecutor) Exec(argv, env []string, dir string) (Sample, string, error) {
+	rep, err := a.call(agentRequest{Op: "exec", Argv: argv, Env: env, Dir: dir})
+	return rep.Sample, rep.Info, err
+}
+
+// timeCommand runs argv and returns its wall time and standard output.
+func timeCommand(ctx context.Context, argv, env []string, dir string) (Sample, string, error) {
+	if len(argv) == 0 {
+		return Sample{}, "", errors.New("exec: no command")
+	}
+	cmd := command(ctx, argv[0], argv[1:]...)
+	cmd.Env, cmd.Dir = env, dir
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	s := Sample{Dur: time.Since(start)}
+	if err != nil {
+		return Sample{}, stdout.String(), cmdError(cmd, err, stderr.Bytes())
+	}
+	return s, stdout.String(), nil
 }
 
 func (a *agentExecutor) Close(_ context.Context, id int) error {

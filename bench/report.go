@@ -27,6 +27,7 @@ type Report struct {
 	Runtime  []*Result `json:"runtime,omitempty"`
 	RTImpls  []Impl    `json:"runtime_impls,omitempty"`
 	RTSkips  []Skip    `json:"runtime_skipped,omitempty"`
+	RTRounds int       `json:"runtime_rounds,omitempty"`
 	Notes    []string  `json:"notes,omitempty"`
 	Targets  []Check   `json:"targets,omitempty"`
 	Warnings []string  `json:"warnings,omitempty"`

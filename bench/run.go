@@ -119,7 +119,7 @@ func RunFS(ctx context.Context, cfg *Config, rep *Report) error {
 	if hasRootless(impls) {
 		self, err := os.Executable()
 		if err == nil {
-			agent, err = startAgent(ctx, self, shift, AgentConfig{FixtureDir: fx.Dir, ScratchDir: filepath.Join(scratch, "rootless"), UfsBin: cfg.UfsBin})
+			agent, err = startAgent(ctx, self, shift, AgentConfig{FixtureDir: fx.Dir, ScratchDir: filepath.Join(scratch, "rootless"), UfsBin: cfg.UfsBin, UserNS: true})
 		}
 		if err != nil {
 			impls, skips = dropRootless(impls, "the rootless agent did not start: "+err.Error())

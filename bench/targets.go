@@ -75,6 +75,9 @@ func (r *Report) CheckTargets() {
 		}
 		add(text, fmt.Sprintf("%.2f×", x), status)
 	}
+	if len(r.Runtime) > 0 || len(r.RTSkips) > 0 {
+		r.checkRuntimeTargets(add)
+	}
 }
 
 func (r *Report) whyMissing(workload string, impls ...string) string {

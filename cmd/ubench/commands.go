@@ -83,9 +83,9 @@ func runParts(ctx context.Context, c *commonFlags, fs, rt bool) error {
 }
 
 type agentCmd struct {
-	Fixture string `required:"" type:"path"`
-	Scratch string `required:"" type:"path"`
-	Ufs     string `required:"" type:"path"`
+	Fixture string `help:"The fixture (empty: the agent only runs commands)."`
+	Scratch string
+	Ufs     string
 }
 
 func (a *agentCmd) Run(ctx context.Context) error {
