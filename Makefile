@@ -8,11 +8,17 @@
 #   make test-root      go test ./... as root (mounts FUSE)
 #   make test-rootless  go test ./... as the unprivileged user urun-test
 #   make demo           mount a 3-branch union, then run a rootless container
-#   make bench          go benchmarks
+#   make bench          ufs and urun against their peers: filesystem and runtime (root)
+#   make bench-fs       the filesystem part only
+#   make bench-run      the runtime part only
+#   make bench-smoke    one round, small sizes, synthetic tree (part of make test)
+#   make bench-go       go benchmarks (go test -bench)
+#   make deps-bench     install the peers (fuse-overlayfs, fio, mmdebstrap, podman, ...)
 #   make lint           gofmt, go vet, staticcheck
 #   make clean
 #
 # Extra flags: make test-root GOTESTFLAGS='-v -run TestFoo' PKGS=./fusefs/...
+#              make bench-fs BENCHFLAGS='--rounds 3 -w metadata,untar'
 
 SHELL       := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -46,12 +52,22 @@ TEST_USER   ?= urun-test
 TEST_DIR    ?= /var/tmp/urun-test
 TEST_SRC    := $(TEST_DIR)/src
 
-.PHONY: all deps build install test test-unit test-root test-rootless demo bench lint clean
+# Benchmarks (bench/, cmd/ubench): the peers from Debian's packages.
+BENCH_PACKAGES := fuse-overlayfs fio mmdebstrap podman runc crun bubblewrap busybox-static \
+	catatonit conmon uidmap fuse3 tar
+BENCHFLAGS  ?=
+UBENCH      := $(BIN_DIR)/ubench
+
+.PHONY: all deps deps-bench build install test test-unit test-root test-rootless demo \
+	bench bench-fs bench-run bench-smoke bench-go bench-prepare lint clean
 
 all: build
 
 deps:
 	@scripts/deps.sh
+
+deps-bench:
+	@scripts/deps.sh $(BENCH_PACKAGES)
 
 build:
 	@mkdir -p $(BIN_DIR)
@@ -73,6 +89,7 @@ test:
 	@$(MAKE) test-unit
 	@$(MAKE) test-root
 	@$(MAKE) test-rootless
+	@$(MAKE) bench-smoke
 
 test-unit:
 	@echo "==> unit tests (-race -short)"
@@ -130,7 +147,31 @@ demo:
 	UFS=$(UFS) scripts/demo.sh
 	URUN=$(URUN) scripts/demo-urun.sh
 
-bench:
+# The benchmarks run as root: kernel overlayfs and cold caches need it; the
+# rootless figures come from the user $(TEST_USER), made here.
+bench-prepare: build
+	@if [ "$$(id -u)" -ne 0 ]; then \
+		echo "bench: run as root (kernel overlayfs, dropping caches, the rootless user); try 'sudo make $(MAKECMDGOALS)'" >&2; \
+		exit 1; \
+	fi
+	@$(MAKE) deps-bench
+	@URUN_TEST_USER=$(TEST_USER) URUN_TEST_DIR=$(TEST_DIR) scripts/rootless-setup.sh $(CURDIR) >/dev/null
+
+bench: bench-prepare
+	$(UBENCH) all --user $(TEST_USER) $(BENCHFLAGS)
+
+bench-fs: bench-prepare
+	$(UBENCH) fs --user $(TEST_USER) $(BENCHFLAGS)
+
+bench-run: bench-prepare
+	$(UBENCH) run --user $(TEST_USER) $(BENCHFLAGS)
+
+# In CI (last step of make test): every workload and peer once, on small
+# fixtures; it checks the harness, its figures mean nothing.
+bench-smoke: bench-prepare
+	$(UBENCH) all --smoke --user $(TEST_USER) --results $(CURDIR)/results/smoke --scratch $(CURDIR)/results/smoke-scratch $(BENCHFLAGS)
+
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem $(GOTESTFLAGS) $(PKGS)
 
 lint:

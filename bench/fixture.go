@@ -37,12 +37,12 @@ type Fixture struct {
 	Sizes   Sizes             `json:"sizes"`
 	Owners  string            `json:"owners"` // the id shift applied for rootless use
 	Stacks  map[string]*Stack `json:"stacks"`
-	Tarball string            `json:"tarball"`   // the rootfs tarball of the untar workload
-	Source  string            `json:"source"`    // "minbase (bookworm)" or "synthetic"
-	GoBuild string            `json:"go_build"`  // the package built by the gobuild workload
-	GoFlags string            `json:"go_flags"`  // GOFLAGS of that build
-	GoRoot  string            `json:"go_root"`   // the Go toolchain
-	Dir     string            `json:"-"`         // where the fixture lives
+	Tarball string            `json:"tarball"`    // the rootfs tarball of the untar workload
+	Source  string            `json:"source"`     // "minbase (bookworm)" or "synthetic"
+	GoBuild string            `json:"go_build"`   // the package built by the gobuild workload
+	GoFlags string            `json:"go_flags"`   // GOFLAGS of that build
+	GoRoot  string            `json:"go_root"`    // the Go toolchain
+	Dir     string            `json:"-"`          // where the fixture lives
 	Created time.Time         `json:"created_at"` // when it was built
 }
 

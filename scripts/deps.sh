@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install the Debian packages the build and the test suite need.
+# Install the Debian packages the build and the test suite need, or the
+# packages named as arguments.
 # Idempotent: only runs apt-get when something is actually missing.
 set -euo pipefail
 
@@ -16,6 +17,10 @@ set -euo pipefail
 PACKAGES=(fuse3 uidmap util-linux attr e2fsprogs gcc libc6-dev
 	docker-registry busybox-static
 	golang-github-containers-common golang-github-containers-image)
+# Other packages may be named instead (make deps-bench: the benchmark peers).
+if [ "$#" -gt 0 ]; then
+	PACKAGES=("$@")
+fi
 
 installed() {
 	[ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]
