@@ -84,9 +84,9 @@ func barChart(title, ylabel string, groups, series []string, bars []bar, refLine
 	return p.Save(max(w, 7*vg.Inch), 5*vg.Inch, path)
 }
 
-// WriteCharts writes one SVG per family: the ratio of each implementation
+// WriteCharts writes one chart per family (ext: svg, png, pdf): the ratio of each implementation
 // to kernel overlayfs (root); and the runtime's times.
-func (r *Report) WriteCharts(dir string) ([]string, error) {
+func (r *Report) WriteCharts(dir, ext string) ([]string, error) {
 	var files []string
 	var series []string
 	var impls []Impl
@@ -114,7 +114,7 @@ func (r *Report) WriteCharts(dir string) ([]string, error) {
 		if len(bars) == 0 {
 			continue
 		}
-		path := filepath.Join(dir, "fs-"+fam+".svg")
+		path := filepath.Join(dir, "fs-"+fam+"."+ext)
 		title := fmt.Sprintf("ufs and peers, %s workloads: time relative to kernel overlayfs (root), lower is better", fam)
 		if err := barChart(title, "time / kernel overlayfs (root)", groups, series, bars, true, path); err != nil {
 			return files, fmt.Errorf("chart %s: %w", fam, err)
@@ -130,7 +130,7 @@ func (r *Report) WriteCharts(dir string) ([]string, error) {
 				groups = append(groups, x.Impl)
 			}
 		}
-		path := filepath.Join(dir, "runtime.svg")
+		path := filepath.Join(dir, "runtime."+ext)
 		if err := barChart("`true` in a container, end to end (median)", "milliseconds", groups, []string{"median"}, bars, false, path); err != nil {
 			return files, fmt.Errorf("chart runtime: %w", err)
 		}

@@ -70,8 +70,10 @@ type daemon struct {
 }
 
 // startDaemon starts a foreground helper and reaps it in the background.
+// It is not killed when ctx ends: it ends when its mount is unmounted, so
+// that an interrupted run takes its mounts down in order.
 func startDaemon(ctx context.Context, name string, args ...string) (*daemon, error) {
-	d := &daemon{cmd: command(ctx, name, args...), stderr: new(bytes.Buffer), done: make(chan struct{})}
+	d := &daemon{cmd: command(context.WithoutCancel(ctx), name, args...), stderr: new(bytes.Buffer), done: make(chan struct{})}
 	d.cmd.Stderr = d.stderr
 	r, w, err := os.Pipe()
 	if err != nil {

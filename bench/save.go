@@ -19,6 +19,6 @@ func (r *Report) Save(dir string) error {
 	if err := os.WriteFile(filepath.Join(dir, "results.md"), md.Bytes(), 0o644); err != nil {
 		return err
 	}
-	_, err := r.WriteCharts(dir)
+	_, err := r.WriteCharts(dir, "svg")
 	return err
 }
