@@ -107,6 +107,11 @@ func mountInstance(ctx context.Context, kind string, fx *Fixture, stack string, 
 		}
 		inst.mounted = mnt
 		return inst, nil
+	}
+	// Set before the helper starts: whatever happens next, close
+	// unmounts (an unmount of a path not mounted is no error).
+	inst.mounted = mnt
+	switch kind {
 	case "fuse-overlayfs":
 		inst.d, err = startDaemon(ctx, "fuse-overlayfs", "-f", "-o", opts, mnt)
 	case "ufs":
@@ -120,7 +125,6 @@ func mountInstance(ctx context.Context, kind string, fx *Fixture, stack string, 
 	if err := waitMounted(ctx, mnt, inst.d); err != nil {
 		return nil, err
 	}
-	inst.mounted = mnt
 	return inst, nil
 }
 
