@@ -104,12 +104,12 @@ func (d *daemon) exited() error {
 }
 
 // stop waits for the helper to exit after its mount is gone, and kills it
-// if it does not within a few seconds.
+// if it does not within half a minute.
 func (d *daemon) stop() error {
 	defer d.exitR.Close()
 	select {
 	case <-d.done:
-	case <-time.After(5 * time.Second):
+	case <-time.After(30 * time.Second):
 		_ = d.cmd.Process.Kill()
 		<-d.done
 		return fmt.Errorf("%s did not exit after its unmount; killed", d.cmd.Path)

@@ -159,6 +159,9 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 	for _, n := range r.Notes {
 		p("- %s\n", n)
 	}
+	for _, n := range r.Warnings {
+		p("- harness warning: %s\n", oneLine(n))
+	}
 	errs := 0
 	for _, x := range append(r.Results, r.Runtime...) {
 		if x.Err != "" {

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -164,7 +163,13 @@ func RunFS(ctx context.Context, cfg *Config, rep *Report) error {
 				if err := ctx.Err(); err != nil {
 					return err
 				}
-				s, err := measure(ctx, exec(impl), impl, w, root)
+				s, closeErr, err := measure(ctx, exec(impl), impl, w, root)
+				if closeErr != nil {
+					// The figure stands; the harness's own trouble is reported.
+					msg := fmt.Sprintf("%s on %s, round %d: teardown: %v", impl.Name, w.Name, round-warm+1, closeErr)
+					rep.Warnings = append(rep.Warnings, msg)
+					log.Warn("teardown", "msg", msg)
+				}
 				if err != nil {
 					if ctx.Err() != nil {
 						return ctx.Err()
@@ -191,19 +196,21 @@ func RunFS(ctx context.Context, cfg *Config, rep *Report) error {
 }
 
 // measure opens an instance, drops caches for a cold workload, runs the
-// timed step and closes the instance.
-func measure(ctx context.Context, ex Executor, impl Impl, w *Workload, root bool) (Sample, error) {
+// timed step and closes the instance. An error of the close is returned
+// apart: it does not void the figure.
+func measure(ctx context.Context, ex Executor, impl Impl, w *Workload, root bool) (s Sample, closeErr, err error) {
 	id, err := ex.Open(ctx, impl, w.Name)
 	if err != nil {
-		return Sample{}, err
+		return Sample{}, nil, err
 	}
+	defer func() { closeErr = ex.Close(ctx, id) }()
 	if w.Cold && root {
 		if err := dropCaches(); err != nil {
-			return Sample{}, errors.Join(err, ex.Close(ctx, id))
+			return Sample{}, nil, err
 		}
 	}
-	s, err := ex.Measure(ctx, id)
-	return s, errors.Join(err, ex.Close(ctx, id))
+	s, err = ex.Measure(ctx, id)
+	return s, nil, err
 }
 
 // dropCaches writes back dirty pages and drops the page, dentry and inode
