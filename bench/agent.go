@@ -42,7 +42,9 @@ type AgentConfig struct {
 	FixtureDir string // "" for an agent that only runs commands
 	ScratchDir string
 	UfsBin     string
-	UserNS     bool // run in a user namespace of the user (filesystem part)
+	AsUser     bool // as root: run as the unprivileged user (runuser)
+	UserNS     bool // in a user namespace of that user, with its subordinate ids
+	MountNS    bool // in a private mount namespace (implied by UserNS)
 }
 
 // ServeAgent answers requests from in until it reaches EOF (the harness
@@ -105,26 +107,30 @@ type agentExecutor struct {
 
 var _ Executor = (*agentExecutor)(nil)
 
-// startAgent starts self as shift.User in a new user namespace (0 mapped to
-// the user, 1..Count to its subordinate ids, through newuidmap) and mount
-// namespace. As root it switches to the user with runuser first; as the
-// user itself it runs unshare directly.
+// startAgent starts a copy of self that serves requests: as shift.User
+// (AsUser, when we are root), in a new user namespace of that user (0
+// mapped to the user, 1..Count to its subordinate ids, through newuidmap),
+// in a private mount namespace. A private mount namespace keeps the
+// scratch mounts out of the host's: a mount namespace someone else creates
+// meanwhile would otherwise hold a copy of them, keep them alive after our
+// unmount, and keep their FUSE helpers running.
 func startAgent(ctx context.Context, self string, shift IDShift, cfg AgentConfig) (*agentExecutor, error) {
 	args := []string{self, "agent", "--fixture=" + cfg.FixtureDir, "--scratch=" + cfg.ScratchDir, "--ufs=" + cfg.UfsBin}
-	if cfg.UserNS {
+	switch {
+	case cfg.UserNS:
 		args = append([]string{
 			"unshare", "--map-root-user",
 			"--map-users=" + strconv.Itoa(shift.SubUID) + ",1," + strconv.Itoa(shift.Count),
 			"--map-groups=" + strconv.Itoa(shift.SubGID) + ",1," + strconv.Itoa(shift.Count),
 			"--mount", "--propagation=private",
 		}, args...)
+	case cfg.MountNS:
+		args = append([]string{"unshare", "--mount", "--propagation=private"}, args...)
 	}
-	name := args[0]
-	if os.Geteuid() == 0 {
-		name, args = "runuser", append([]string{"-u", shift.User, "--"}, args...)
-	} else {
-		args = args[1:]
+	if cfg.AsUser && os.Geteuid() == 0 {
+		args = append([]string{"runuser", "-u", shift.User, "--"}, args...)
 	}
+	name, args := args[0], args[1:]
 	// Not cancelled with ctx: on an interrupt the agent is asked to stop
 	// (its stdin closes) and unmounts what it holds before it exits.
 	a := &agentExecutor{cmd: command(context.WithoutCancel(ctx), name, args...), stderr: new(bytes.Buffer)}
@@ -140,7 +146,7 @@ func startAgent(ctx context.Context, self string, shift IDShift, cfg AgentConfig
 	}
 	a.dec = json.NewDecoder(bufio.NewReader(stdout))
 	if err := a.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start the rootless agent: %w", err)
+		return nil, fmt.Errorf("start the agent: %w", err)
 	}
 	rep, err := a.call(agentRequest{Op: "hello"})
 	if err != nil {
@@ -155,10 +161,10 @@ func (a *agentExecutor) call(req agentRequest) (agentReply, error) {
 	defer a.mu.Unlock()
 	var rep agentReply
 	if err := json.NewEncoder(a.stdin).Encode(&req); err != nil {
-		return rep, fmt.Errorf("rootless agent: %w (%s)", err, tail(a.stderr))
+		return rep, fmt.Errorf("agent: %w (%s)", err, tail(a.stderr))
 	}
 	if err := a.dec.Decode(&rep); err != nil {
-		return rep, fmt.Errorf("rootless agent gave no reply: %w (%s)", err, tail(a.stderr))
+		return rep, fmt.Errorf("agent gave no reply: %w (%s)", err, tail(a.stderr))
 	}
 	if rep.Err != "" {
 		return rep, errors.New(rep.Err)
@@ -225,12 +231,12 @@ func (a *agentExecutor) Shutdown() error {
 	select {
 	case err := <-done:
 		if err != nil {
-			return fmt.Errorf("rootless agent: %w (%s)", err, tail(a.stderr))
+			return fmt.Errorf("agent: %w (%s)", err, tail(a.stderr))
 		}
 		return nil
 	case <-time.After(60 * time.Second):
 		_ = a.cmd.Process.Kill()
 		<-done
-		return errors.New("rootless agent did not exit within a minute of its shutdown; killed")
+		return errors.New("agent did not exit within a minute of its shutdown; killed")
 	}
 }

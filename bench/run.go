@@ -108,7 +108,19 @@ func RunFS(ctx context.Context, cfg *Config, rep *Report) error {
 	if err != nil {
 		return err
 	}
-	local := newLocalExecutor(fx, filepath.Join(scratch, "root"), cfg.UfsBin)
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	// As root, the root implementations mount in an agent of their own, in
+	// a private mount namespace; otherwise only the plain directory runs
+	// here, in this process.
+	var local Executor = newLocalExecutor(fx, filepath.Join(scratch, "root"), cfg.UfsBin)
+	if root {
+		if local, err = startAgent(ctx, self, shift, AgentConfig{FixtureDir: fx.Dir, ScratchDir: filepath.Join(scratch, "root"), UfsBin: cfg.UfsBin, MountNS: true}); err != nil {
+			return err
+		}
+	}
 	undo.Add(func() {
 		if err := local.Shutdown(); err != nil {
 			log.Error("cleanup", "err", err)
@@ -116,10 +128,7 @@ func RunFS(ctx context.Context, cfg *Config, rep *Report) error {
 	})
 	var agent *agentExecutor
 	if hasRootless(impls) {
-		self, err := os.Executable()
-		if err == nil {
-			agent, err = startAgent(ctx, self, shift, AgentConfig{FixtureDir: fx.Dir, ScratchDir: filepath.Join(scratch, "rootless"), UfsBin: cfg.UfsBin, UserNS: true})
-		}
+		agent, err = startAgent(ctx, self, shift, AgentConfig{FixtureDir: fx.Dir, ScratchDir: filepath.Join(scratch, "rootless"), UfsBin: cfg.UfsBin, AsUser: true, UserNS: true})
 		if err != nil {
 			impls, skips = dropRootless(impls, "the rootless agent did not start: "+err.Error())
 			rep.Skips = append(rep.Skips, skips...)

@@ -82,7 +82,7 @@ func RunRuntime(ctx context.Context, cfg *Config, rep *Report) error {
 		if err != nil {
 			return err
 		}
-		ag, err := startAgent(ctx, self, shift, AgentConfig{})
+		ag, err := startAgent(ctx, self, shift, AgentConfig{AsUser: true})
 		if err != nil {
 			rep.RTSkips = append(rep.RTSkips, Skip{"runtime", "the agent as " + name + " did not start: " + err.Error()})
 			return nil
