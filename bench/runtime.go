@@ -53,7 +53,8 @@ var rtImpls = []rtImpl{
 	{"podman-overlay", "podman run --rm (native overlay, runc)", "≈240 ms", setupPodman("")},
 	{"podman-fuse-overlayfs", "podman run --rm (fuse-overlayfs, runc)", "", setupPodman("fuse-overlayfs")},
 	{"podman-ufs", "podman run --rm (ufs as mount_program, runc)", "", setupPodman("ufs")},
-	{"urun", "urun run --rootfs", "target < 25 ms (from an image)", setupUrun},
+	{"urun-image", "urun run IMAGE", "target < 25 ms", setupUrun(true)},
+	{"urun", "urun run --rootfs", "", setupUrun(false)},
 }
 
 // RunRuntime measures `true` in a container with each runtime, as the
@@ -361,19 +362,30 @@ func setupPodman(mountProgram string) func(context.Context, *rtEnv, string) (fun
 	}
 }
 
-func setupUrun(_ context.Context, e *rtEnv, _ string) (func(int) []string, func() error, error) {
-	bin, err := filepath.Abs(e.cfg.UrunBin)
-	if err != nil {
-		return nil, nil, err
+// setupUrun runs urun from the minbase imported as an image into a store of
+// its own (image), or on the rootfs directory (--rootfs).
+func setupUrun(image bool) func(context.Context, *rtEnv, string) (func(int) []string, func() error, error) {
+	return func(_ context.Context, e *rtEnv, _ string) (func(int) []string, func() error, error) {
+		bin, err := filepath.Abs(e.cfg.UrunBin)
+		if err != nil {
+			return nil, nil, err
+		}
+		if _, err := os.Stat(bin); err != nil {
+			return nil, nil, fmt.Errorf("no urun binary at %s (make build)", bin)
+		}
+		global := []string{bin, "--root", filepath.Join(e.dir, "urun")}
+		argv := append(global, "run", "--rootfs", e.rootfs, "/bin/true")
+		if image {
+			if _, _, err := e.run.Exec(append(global, "import", e.tarball, "ubench-rootfs"), e.env, e.dir); err != nil {
+				return nil, nil, err
+			}
+			argv = append(global, "run", "--pull=never", "localhost/ubench-rootfs", "/bin/true")
+		}
+		if _, _, err := e.run.Exec(argv, e.env, e.dir); err != nil {
+			return nil, nil, err
+		}
+		return func(int) []string { return argv }, nil, nil
 	}
-	if _, err := os.Stat(bin); err != nil {
-		return nil, nil, fmt.Errorf("no urun binary at %s (urun run is not built on this branch yet)", bin)
-	}
-	argv := []string{bin, "run", "--rootfs", e.rootfs, "/bin/true"}
-	if _, _, err := e.run.Exec(argv, e.env, e.dir); err != nil {
-		return nil, nil, err
-	}
-	return func(int) []string { return argv }, nil, nil
 }
 
 func (r *Report) writeRuntime(p func(string, ...any)) {
@@ -400,18 +412,18 @@ func (r *Report) writeRuntime(p func(string, ...any)) {
 func (r *Report) checkRuntimeTargets(add func(text, figure, status string)) {
 	text := "urun: `true` from an image under 25 ms"
 	for _, x := range r.Runtime {
-		if x.Impl == "urun" && x.Median > 0 {
+		if x.Impl == "urun-image" && x.Median > 0 {
 			status := met
 			if x.Median >= urunTarget {
 				status = miss
 			}
-			add(text, fmtDur(x.Median)+" (--rootfs form; images are not measured yet)", status)
+			add(text, fmtDur(x.Median), status)
 			return
 		}
 	}
 	why := "urun was not measured"
 	for _, s := range r.RTSkips {
-		if s.Impl == "urun" || s.Impl == "runtime" {
+		if s.Impl == "urun-image" || s.Impl == "runtime" {
 			why = s.Reason
 		}
 	}
