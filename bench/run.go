@@ -55,10 +55,7 @@ func selectWorkloads(names []string) ([]*Workload, error) {
 }
 
 func workloadNames() string {
-	var s []string
-	for _, f := range Families {
-		s = append(s, f)
-	}
+	s := append([]string(nil), Families...)
 	for _, w := range Workloads {
 		s = append(s, w.Name)
 	}

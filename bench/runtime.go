@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -121,14 +122,13 @@ func RunRuntime(ctx context.Context, cfg *Config, rep *Report) error {
 	}
 	self, _ := os.Executable()
 	type prepared struct {
-		impl  rtImpl
-		argv  func(int) []string
-		res   *Result
-		close func() error
+		impl rtImpl
+		argv func(int) []string
+		res  *Result
 	}
 	var ps []*prepared
 	for _, impl := range rtImpls {
-		if len(cfg.Impls) > 0 && !containsAny(cfg.Impls, impl.name) {
+		if len(cfg.Impls) > 0 && !slices.Contains(cfg.Impls, impl.name) {
 			continue
 		}
 		argv, closeFn, err := impl.setup(ctx, e, self)
@@ -176,15 +176,6 @@ func RunRuntime(ctx context.Context, cfg *Config, rep *Report) error {
 		rep.Runtime = append(rep.Runtime, p.res)
 	}
 	return nil
-}
-
-func containsAny(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // rtRootfs finds the container's root filesystem: the minbase of the
