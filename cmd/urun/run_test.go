@@ -387,7 +387,7 @@ func TestBadInput(t *testing.T) {
 		{"bad tmpfs", []string{"--tmpfs", "rel", "--", "true"}, "must be absolute"},
 		{"bad network", []string{"--network", "bridge", "--", "true"}, "only none and host"},
 		{"bad security opt", []string{"--security-opt", "apparmor", "--", "true"}, "supported: no-new-privileges"},
-		{"no command", []string{}, "expected \"<command> ...\""},
+		{"no command", []string{}, "no command given"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
