@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"bytes"
+	"strings"
 
 	"github.com/urun-dev/urun/capability"
 	"github.com/urun-dev/urun/seccomp"
@@ -27,6 +28,9 @@ type Config struct {
 	// directory (taken from an image store); otherwise they live in
 	// StateDir.
 	Upper, Work string
+	// Image names the image of a container whose layers, upper and work
+	// directories are a record of the image store (whose ID is ID).
+	Image string
 
 	// Args is the command and its arguments; Env the environment
 	// (KEY=VALUE) before the user's HOME is filled in.
@@ -94,8 +98,25 @@ func (c *Config) Validate() error {
 	if len(c.Args) == 0 {
 		return fmt.Errorf("no command given: name one after the image or rootfs (for example: urun run --rootfs DIR /bin/sh)")
 	}
+	if strings.HasPrefix(c.Args[0], "-") {
+		return fmt.Errorf("unknown flag: %s", c.Args[0])
+	}
 	if len(c.Layers) == 0 {
 		return fmt.Errorf("no root filesystem: give --rootfs DIR")
+	}
+	return c.validateSettings()
+}
+
+// validateSettings checks what does not depend on the image: hostname,
+// network, capabilities, seccomp profile.
+func (c *Config) validateSettings() error {
+	if len(c.Hostname) > 64 || strings.ContainsFunc(c.Hostname, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return fmt.Errorf("%w: --hostname %q: at most 64 characters, no spaces or control characters", ErrBadSpec, c.Hostname)
+	}
+	switch c.Network {
+	case "", "none", "host":
+	default:
+		return fmt.Errorf("--network %q: only none and host are supported", c.Network)
 	}
 	set, err := c.resolveCaps()
 	if err != nil {
@@ -106,11 +127,6 @@ func (c *Config) Validate() error {
 		if _, err := seccomp.Load(bytes.NewReader(c.SeccompProfile)); err != nil {
 			return fmt.Errorf("--security-opt seccomp: %w", err)
 		}
-	}
-	switch c.Network {
-	case "", "none", "host":
-	default:
-		return fmt.Errorf("--network %q: only none and host are supported", c.Network)
 	}
 	return nil
 }

@@ -47,9 +47,11 @@ func monitorMain() {
 
 func monitor(c *Config, console *os.File) (code int, err error) {
 	root := filepath.Dir(filepath.Dir(c.StateDir))
-	cleanStale(root)
+	ReapStale(root, nil)
 	defer func() {
-		if c.Remove {
+		// An image's container goes with its store record, which the
+		// CLI removes from the store's side.
+		if c.Remove && c.Image == "" {
 			if rerr := removeState(root, c); rerr != nil && err == nil {
 				err = fmt.Errorf("remove container %s: %w", c.ID, rerr)
 			}

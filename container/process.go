@@ -79,22 +79,15 @@ func lookPath(file, path string) (string, error) {
 		}
 		return file, nil
 	}
-	var denied error
+	// Files that are not executable do not count, as in podman.
 	for _, dir := range filepath.SplitList(path) {
 		if dir == "" {
 			dir = "."
 		}
 		p := filepath.Join(dir, file)
-		err := checkExecutable(p)
-		if err == nil {
+		if checkExecutable(p) == nil {
 			return p, nil
 		}
-		if errors.Is(err, unix.EACCES) && denied == nil {
-			denied = err
-		}
-	}
-	if denied != nil {
-		return "", &ExitError{ExitCannotRun, fmt.Errorf("open executable: %s: %w: OCI permission denied", file, denied)}
 	}
 	return "", &ExitError{ExitNotFound, fmt.Errorf("executable file `%s` not found in $PATH: No such file or directory: OCI runtime attempted to invoke a command that was not found", file)}
 }
@@ -116,7 +109,7 @@ func checkExecutable(p string) error {
 func execProcess(c *Config, console *os.File) error {
 	id, err := resolveIdentity(c)
 	if err != nil {
-		return &ExitError{ExitSetup, err}
+		return &ExitError{ExitCannotRun, err} // podman's code for an unknown user
 	}
 	env := MergeEnv(DefaultEnv(c), c.Env)
 	if _, ok := LookupEnv(env, "HOME"); !ok {
@@ -146,6 +139,11 @@ func execProcess(c *Config, console *os.File) error {
 	exe, err := lookPath(c.Args[0], path)
 	if err != nil {
 		return err
+	}
+	// Only stdin, stdout and stderr reach the command: not urun's own
+	// descriptors, nor any its caller left open.
+	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		return &ExitError{ExitSetup, os.NewSyscallError("close_range", err)}
 	}
 
 	// Credentials, capabilities and the seccomp filter are per thread in

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/urun-dev/urun/internal/sys"
@@ -46,14 +47,14 @@ type rootfs struct {
 // target opens path (absolute, inside the container) as O_PATH, creating
 // it, and its missing parents, as a directory (dir) or an empty file.
 func (r *rootfs) target(path string, dir bool) (int, error) {
-	fd, err := r.openOrCreate(path, dir)
+	fd, err := r.openOrCreate(path, dir, 0)
 	if err != nil {
 		return -1, fmt.Errorf("mount point %s: %w", path, err)
 	}
 	return fd, nil
 }
 
-func (r *rootfs) openOrCreate(path string, dir bool) (int, error) {
+func (r *rootfs) openOrCreate(path string, dir bool, depth int) (int, error) {
 	rel := strings.TrimPrefix(filepath.Clean(path), "/")
 	if rel == "" {
 		return unix.Dup(r.fd)
@@ -65,7 +66,7 @@ func (r *rootfs) openOrCreate(path string, dir bool) (int, error) {
 	if !errors.Is(err, unix.ENOENT) {
 		return -1, err
 	}
-	pfd, err := r.openOrCreate(filepath.Dir("/"+rel), true)
+	pfd, err := r.openOrCreate(filepath.Dir("/"+rel), true, depth)
 	if err != nil {
 		return -1, err
 	}
@@ -84,6 +85,21 @@ func (r *rootfs) openOrCreate(path string, dir bool) (int, error) {
 		f, err = unix.Openat(dfd, base, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC, 0o644)
 		if err == nil {
 			unix.Close(f)
+		}
+	}
+	if errors.Is(err, unix.EEXIST) && depth < 8 {
+		// A dangling symlink (/etc/resolv.conf -> ../run/...): create
+		// what it points to, inside the root.
+		if target, lerr := sys.Readlinkat(dfd, base); lerr == nil {
+			if !filepath.IsAbs(target) {
+				target = filepath.Join(filepath.Dir("/"+rel), target)
+			}
+			fd, err := r.openOrCreate(target, dir, depth+1)
+			if err != nil {
+				return -1, err
+			}
+			unix.Close(fd)
+			return sys.OpenInRoot(r.fd, rel, unix.O_PATH)
 		}
 	}
 	if err != nil && !errors.Is(err, unix.EEXIST) {
@@ -258,7 +274,10 @@ func (r *rootfs) mountSys() error {
 		if err := r.bind("/sys", "/sys", !r.cfg.Privileged); err != nil {
 			return err
 		}
-		return nil
+		if r.cfg.Privileged {
+			return nil
+		}
+		return remountSubmountsRO(filepath.Join(r.root, "sys"))
 	}
 	// A cgroup v2 view of the container's own cgroup namespace; where the
 	// kernel refuses it (no unified hierarchy) /sys/fs/cgroup stays as
@@ -426,4 +445,56 @@ func loopbackUp() error {
 		return os.NewSyscallError("SIOCSIFFLAGS lo", err)
 	}
 	return nil
+}
+
+// remountSubmountsRO makes every mount below dir (a recursive bind of the
+// host's) read-only too: a bind's read-only flag is its own, not its
+// children's.
+func remountSubmountsRO(dir string) error {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	var points []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		p := unescapeOctal(f[4])
+		if strings.HasPrefix(p, dir+"/") {
+			points = append(points, p)
+		}
+	}
+	for _, p := range points {
+		fd, err := unix.Open(p, unix.O_PATH|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+		if err != nil {
+			continue // hidden by a mount above it
+		}
+		err = remountRO(fd, strings.TrimPrefix(p, filepath.Dir(dir)))
+		unix.Close(fd)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unescapeOctal undoes mountinfo's \NNN escapes.
+func unescapeOctal(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }

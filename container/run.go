@@ -26,6 +26,15 @@ type RunOptions struct {
 	Logger                *slog.Logger
 }
 
+// Handle is a container whose state exists (its directory, its name, its
+// lock, held until Run ends or Abort) but which has not run yet.
+type Handle struct {
+	c    *Config
+	o    RunOptions
+	maps userns.Maps // of the monitor's user namespace
+	lock *os.File
+}
+
 // Run runs the container c to its end and returns the exit code urun
 // should end with: the command's own, 126/127 when it cannot be run, 125
 // with an error when urun failed, 128+N when signal N killed it.
@@ -33,25 +42,32 @@ func Run(ctx context.Context, c *Config, o RunOptions) (int, error) {
 	if err := c.Validate(); err != nil {
 		return ExitSetup, err
 	}
-	for _, l := range c.Layers {
-		st, err := os.Stat(l)
-		if err != nil {
-			return ExitSetup, fmt.Errorf("rootfs: %w", err)
-		}
-		if !st.IsDir() {
-			return ExitSetup, fmt.Errorf("rootfs %s: not a directory", l)
-		}
+	h, err := Create(c, o)
+	if err != nil {
+		return ExitSetup, err
+	}
+	defer h.Close()
+	return h.Run(ctx)
+}
+
+// Create makes the state of container c: its id (unless set), its
+// directory below o.Root, its name, the user namespace's maps; the
+// returned Handle holds the state's lock. The caller may still fill in
+// the layers and the command (from an image) before Run.
+func Create(c *Config, o RunOptions) (*Handle, error) {
+	if err := c.validateSettings(); err != nil {
+		return nil, err
 	}
 	if err := checkFUSE("/dev/fuse"); err != nil {
-		return ExitSetup, err
+		return nil, err
 	}
 	if err := userns.Check(); err != nil {
-		return ExitSetup, err
+		return nil, err
 	}
 	if o.Root == "" {
 		root, err := DefaultRoot()
 		if err != nil {
-			return ExitSetup, err
+			return nil, err
 		}
 		o.Root = root
 	}
@@ -66,7 +82,7 @@ func Run(ctx context.Context, c *Config, o RunOptions) (int, error) {
 	}
 	maps, err := userns.Plan(userns.Config{Logger: o.Logger})
 	if err != nil {
-		return ExitSetup, err
+		return nil, err
 	}
 	c.Maps = maps
 	if o.Mode == userns.ModeKeepID {
@@ -74,24 +90,63 @@ func Run(ctx context.Context, c *Config, o RunOptions) (int, error) {
 		c.KeepID = &KeepID{UID: uid, GID: gid}
 		c.Maps = userns.Maps{UID: userns.NestedKeepID(uid, userns.Size(maps.UID)), GID: userns.NestedKeepID(gid, userns.Size(maps.GID))}
 		if c.Maps.UID == nil || c.Maps.GID == nil {
-			return ExitSetup, fmt.Errorf("--userns=keep-id needs subordinate ids for a container root: add a range to /etc/subuid and /etc/subgid (sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER)")
-		}
-		if c.User == "" {
-			c.User = fmt.Sprintf("%d:%d", uid, gid)
+			return nil, fmt.Errorf("--userns=keep-id needs subordinate ids for a container root: add a range to /etc/subuid and /etc/subgid (sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER)")
 		}
 	}
 	if c.ID == "" {
 		c.ID = NewID()
 	}
-	if err := create(o.Root, c); err != nil {
-		return ExitSetup, err
-	}
-	lock, err := lockState(c.StateDir, true)
+	lock, err := create(o.Root, c)
 	if err != nil {
-		removeState(o.Root, c)
+		return nil, err
+	}
+	return &Handle{c: c, o: o, maps: maps, lock: lock}, nil
+}
+
+// Config is the container's configuration; fill it in before Run.
+func (h *Handle) Config() *Config { return h.c }
+
+// Abort removes the state of a container that never ran (the caller
+// still closes h).
+func (h *Handle) Abort() error {
+	return removeState(h.o.Root, h.c)
+}
+
+// Remove removes the state of an image-backed container that ran with
+// --rm, once its store record is gone (the monitor leaves it for this, so
+// that a container killed in between is found by ReapStale).
+func (h *Handle) Remove() error {
+	return removeState(h.o.Root, h.c)
+}
+
+// Close lets go of the container's lock: from then on it is not running.
+func (h *Handle) Close() error { return h.lock.Close() }
+
+// Run runs the container to its end (see the package function Run); the
+// caller then removes (an image-backed --rm container) and closes h.
+func (h *Handle) Run(ctx context.Context) (int, error) {
+	c, o, lock := h.c, h.o, h.lock
+	if err := c.Validate(); err != nil {
+		h.Abort()
 		return ExitSetup, err
 	}
-	defer lock.Close()
+	for _, l := range c.Layers {
+		st, err := os.Stat(l)
+		if err == nil && !st.IsDir() {
+			err = fmt.Errorf("rootfs %s: not a directory", l)
+		}
+		if err != nil {
+			h.Abort()
+			return ExitSetup, fmt.Errorf("rootfs: %w", err)
+		}
+	}
+	if c.KeepID != nil && c.User == "" {
+		c.User = fmt.Sprintf("%d:%d", c.KeepID.UID, c.KeepID.GID)
+	}
+	if err := writeConfig(c); err != nil {
+		h.Abort()
+		return ExitSetup, err
+	}
 
 	cmd := reexec.Command(entryMonitor, "urun-monitor")
 	cmd.Stdout, cmd.Stderr = o.Stdout, o.Stderr
@@ -126,8 +181,8 @@ func Run(ctx context.Context, c *Config, o RunOptions) (int, error) {
 	}
 	signal.Notify(sigs, notified...)
 	defer signal.Stop(sigs)
-	if err := userns.Start(cmd, maps); err != nil {
-		removeState(o.Root, c)
+	if err := userns.Start(cmd, h.maps); err != nil {
+		h.Abort()
 		return ExitSetup, err
 	}
 	if console != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -47,20 +48,34 @@ func namesDir(root string) string      { return filepath.Join(root, "names") }
 
 // create makes the container's directory below root, reserves its name
 // and writes its config and /etc files. On error nothing is left behind.
-func create(root string, c *Config) (err error) {
+func create(root string, c *Config) (lock *os.File, err error) {
 	dir := filepath.Join(containersDir(root), c.ID)
 	if err := os.MkdirAll(containersDir(root), 0o700); err != nil {
-		return err
+		return nil, err
 	}
 	if err := os.MkdirAll(namesDir(root), 0o700); err != nil {
-		return err
+		return nil, err
 	}
 	if err := os.Mkdir(dir, 0o700); err != nil {
-		return err
+		return nil, err
 	}
 	defer func() {
 		if err != nil {
 			os.RemoveAll(dir)
+		}
+	}()
+	// The lock first: ReapStale skips a directory without config.json,
+	// and one with it is locked from its first moment.
+	if err := os.WriteFile(filepath.Join(dir, lockFile), nil, 0o600); err != nil {
+		return nil, err
+	}
+	lock, err = lockState(dir, true)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			lock.Close()
 		}
 	}()
 	c.StateDir = dir
@@ -68,7 +83,7 @@ func create(root string, c *Config) (err error) {
 		c.Name = c.ID[:12]
 	}
 	if err := reserveName(root, c.Name, c.ID); err != nil {
-		return err
+		return nil, err
 	}
 	defer func() {
 		if err != nil {
@@ -77,27 +92,39 @@ func create(root string, c *Config) (err error) {
 	}()
 	for _, d := range []string{"merged", "upper", "work"} {
 		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if err := writeEtcFiles(c); err != nil {
-		return err
+		return nil, err
 	}
+	if err := writeConfig(c); err != nil {
+		return nil, err
+	}
+	return lock, nil
+}
+
+// writeConfig records c in its state directory, atomically.
+func writeConfig(c *Config) error {
 	b, err := json.MarshalIndent(c, "", "  ")
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, configFile), b, 0o600); err != nil {
+	tmp := filepath.Join(c.StateDir, configFile+".tmp")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, lockFile), nil, 0o600)
+	return os.Rename(tmp, filepath.Join(c.StateDir, configFile))
 }
+
+// validName is podman's rule for container names.
+var validName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 
 // reserveName links names/NAME to the id; an existing link to a container
 // that is gone is replaced.
 func reserveName(root, name, id string) error {
-	if strings.ContainsAny(name, "/\x00") || name == "." || name == ".." {
-		return fmt.Errorf("%w: --name %q: names may not contain '/'", ErrBadSpec, name)
+	if !validName.MatchString(name) {
+		return fmt.Errorf("%w: --name %q: names must match [a-zA-Z0-9][a-zA-Z0-9_.-]*", ErrBadSpec, name)
 	}
 	link := filepath.Join(namesDir(root), name)
 	for range 2 {
@@ -180,11 +207,13 @@ func lockState(dir string, wait bool) (*os.File, error) {
 	return f, nil
 }
 
-// cleanStale removes what --rm containers killed before they could clean
-// up left behind: their directories, once nothing holds their lock. It runs
-// inside the user namespace, where root may remove the files of every
-// mapped id.
-func cleanStale(root string) {
+// ReapStale removes what --rm containers killed before they could clean
+// up left behind: their state directories, once nothing holds their lock.
+// For a container from an image, release(c) first removes its record from
+// the image store (and the state stays if it fails); with a nil release
+// such containers are left alone. It runs inside the user namespace, where
+// root may remove the files of every mapped id.
+func ReapStale(root string, release func(c *Config) error) {
 	ents, err := os.ReadDir(containersDir(root))
 	if err != nil {
 		return
@@ -196,14 +225,16 @@ func cleanStale(root string) {
 		if err != nil || json.Unmarshal(b, &c) != nil {
 			continue
 		}
-		if !c.Remove {
+		if !c.Remove || (c.Image != "" && release == nil) {
 			continue
 		}
 		l, err := lockState(dir, false)
 		if err != nil {
 			continue
 		}
-		removeState(root, &c)
+		if c.Image == "" || release(&c) == nil {
+			removeState(root, &c)
+		}
 		l.Close()
 	}
 }

@@ -49,6 +49,14 @@ func (c *Container) Platform() imgspecv1.Platform { return c.config.Platform }
 // NewContainer creates a container record for img, named name ("" for
 // none; a name in use is an error). Remove it with RemoveContainer.
 func (s *Store) NewContainer(ctx context.Context, img *Image, name string) (*Container, error) {
+	return s.NewContainerID(ctx, img, "", name)
+}
+
+// NewContainerID is NewContainer with the record's ID chosen by the
+// caller (64 hex digits; "" lets the store choose): urun gives the record
+// its container's ID, so that the state of a killed container leads to
+// its record.
+func (s *Store) NewContainerID(ctx context.Context, img *Image, id, name string) (*Container, error) {
 	if img == nil {
 		return nil, fmt.Errorf("new container: no image")
 	}
@@ -60,7 +68,7 @@ func (s *Store) NewContainer(ctx context.Context, img *Image, name string) (*Con
 	if err != nil {
 		return nil, err
 	}
-	sc, err := s.store.CreateContainer("", names, img.ID, "", "", nil)
+	sc, err := s.store.CreateContainer(id, names, img.ID, "", "", nil)
 	if errors.Is(err, storage.ErrDuplicateName) {
 		return nil, fmt.Errorf("new container: the name %q is in use (pick another, or remove that container)", name)
 	}

@@ -33,8 +33,9 @@ type prepareOptions struct {
 	TLSVerify bool
 	Platform  string
 	Quiet     bool
-	// Name is the container record's name ("": none).
-	Name string
+	// Name is the container record's name ("": none); ID its ID ("": the
+	// store picks one).
+	Name, ID string
 }
 
 // prepareImage makes a container record for the image called name (pulled
@@ -52,6 +53,9 @@ func prepareImage(ctx context.Context, g *globals, name string, o prepareOptions
 	}
 	if o.Name != "" {
 		args = append(args, "--name", o.Name)
+	}
+	if o.ID != "" {
+		args = append(args, "--id", o.ID)
 	}
 	var p preparedImage
 	if err := runSelf(ctx, append(args, "--", name), &p); err != nil {
@@ -151,6 +155,7 @@ type prepareContainerCmd struct {
 	pullFlags
 	Pull string `default:"missing" enum:"missing,always,never" help:"Pull the image: missing, always or never."`
 	Name string `help:"Name of the container record."`
+	ID   string `help:"ID of the container record (default: the store picks one)."`
 
 	Image string `arg:"" help:"Image."`
 }
@@ -171,11 +176,12 @@ func (c *prepareContainerCmd) prepare(ctx context.Context, g *globals, out **pre
 		return err
 	}
 	return withStore(ctx, g, func(ctx context.Context, s *image.Store) error {
+		reapStale(g, s)
 		img, err := s.Get(ctx, c.Image, policy, po)
 		if err != nil {
 			return err
 		}
-		ctr, err := s.NewContainer(ctx, img, c.Name)
+		ctr, err := s.NewContainerID(ctx, img, c.ID, c.Name)
 		if err != nil {
 			return err
 		}
@@ -196,4 +202,23 @@ func (c *removeContainerCmd) Run(ctx context.Context, g *globals) error {
 	return reply(struct{}{}, withStore(ctx, g, func(ctx context.Context, s *image.Store) error {
 		return s.RemoveContainer(c.ID)
 	}))
+}
+
+// reapStale removes the records and state of --rm containers from images
+// whose urun was killed before it could (container.ReapStale).
+func reapStale(g *globals, s *image.Store) {
+	root := g.Root
+	if root == "" {
+		var err error
+		if root, err = container.DefaultRoot(); err != nil {
+			return
+		}
+	}
+	container.ReapStale(root, func(c *container.Config) error {
+		err := s.RemoveContainer(c.ID)
+		if errors.Is(err, image.ErrContainerNotFound) {
+			return nil
+		}
+		return err
+	})
 }

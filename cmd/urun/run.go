@@ -46,14 +46,12 @@ func (r *runCmd) Run(ctx context.Context, g *globals) error {
 	if err != nil {
 		return &exitCodeError{Code: container.ExitSetup, Err: err}
 	}
+	var code int
 	if len(r.Rootfs) == 0 {
-		done, err := r.fromImage(ctx, g, c)
-		if err != nil {
-			return &exitCodeError{Code: container.ExitSetup, Err: err}
-		}
-		defer done()
+		code, err = r.runImage(ctx, g, c, opts)
+	} else {
+		code, err = container.Run(ctx, c, opts)
 	}
-	code, err := container.Run(ctx, c, opts)
 	if err != nil {
 		return &exitCodeError{Code: code, Err: err}
 	}
@@ -63,29 +61,40 @@ func (r *runCmd) Run(ctx context.Context, g *globals) error {
 	return nil
 }
 
-// fromImage makes a container record for the image named by the first
-// argument (pulling it as --pull says) and fills c's layers and the
-// image's defaults: entrypoint and command, environment, working
-// directory and user, each overridden by the flags. The returned function
-// removes the record after --rm.
-func (r *runCmd) fromImage(ctx context.Context, g *globals, c *container.Config) (func(), error) {
+// runImage runs a container from the image named by the first argument:
+// its state first (so that a killed urun's record is found and removed
+// by the next), then a container record of the store (pulled as --pull
+// says) with the container's ID, whose layers and image config fill c:
+// entrypoint and command, environment, working directory and user, each
+// overridden by the flags. --rm removes the record, then the state.
+func (r *runCmd) runImage(ctx context.Context, g *globals, c *container.Config, opts container.RunOptions) (int, error) {
 	if len(r.Command) == 0 {
-		return nil, fmt.Errorf("no image given: urun run IMAGE [COMMAND...] (or --rootfs DIR COMMAND...)")
+		return container.ExitSetup, fmt.Errorf("no image given: urun run IMAGE [COMMAND...] (or --rootfs DIR COMMAND...)")
 	}
 	pull, err := image.ParsePullPolicy(r.Pull)
 	if err != nil {
-		return nil, err
+		return container.ExitSetup, err
 	}
-	p, err := prepareImage(ctx, g, r.Command[0], prepareOptions{Pull: pull, TLSVerify: r.TLSVerify, Name: r.Name})
+	if strings.HasPrefix(r.Command[0], "-") {
+		return container.ExitSetup, fmt.Errorf("unknown flag: %s", r.Command[0])
+	}
+	c.Image = r.Command[0]
+	h, err := container.Create(c, opts)
 	if err != nil {
-		return nil, err
+		return container.ExitSetup, err
 	}
-	remove := func() {
+	defer h.Close()
+	p, err := prepareImage(ctx, g, c.Image, prepareOptions{Pull: pull, TLSVerify: r.TLSVerify, ID: c.ID})
+	if err != nil {
+		h.Abort()
+		return container.ExitSetup, err
+	}
+	remove := func() error {
 		if err := removeContainerRecord(context.WithoutCancel(ctx), g, p.ContainerID); err != nil {
-			fmt.Fprintf(os.Stderr, "Error: remove container %s: %v\n", p.ContainerID, err)
+			return fmt.Errorf("remove container %s: %w", p.ContainerID, err)
 		}
+		return h.Remove()
 	}
-	c.ID = p.ContainerID
 	c.Layers, c.Upper, c.Work = p.Lowers, p.Upper, p.Work
 	ic := p.Config
 	entrypoint := ic.Entrypoint
@@ -104,14 +113,13 @@ func (r *runCmd) fromImage(ctx context.Context, g *globals, c *container.Config)
 	if c.User == "" {
 		c.User = ic.User
 	}
-	if len(c.Args) == 0 {
-		remove()
-		return nil, fmt.Errorf("no command: image %s has neither entrypoint nor command; give one after the image name", r.Command[0])
+	code, err := h.Run(ctx)
+	if c.Remove || code == container.ExitSetup && err != nil {
+		if rerr := remove(); rerr != nil && err == nil {
+			err = rerr
+		}
 	}
-	if !c.Remove {
-		return func() {}, nil
-	}
-	return remove, nil
+	return code, err
 }
 
 // parseEntrypoint reads --entrypoint: a JSON array, or one command.

@@ -1,8 +1,14 @@
 package main
 
 import (
+	"bufio"
+	"context"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	rt "github.com/urun-dev/urun/internal/registrytest"
 )
@@ -49,4 +55,51 @@ func TestRunImage(t *testing.T) {
 	if out, err := c.try("rmi", ref); err == nil || !strings.Contains(out, "in use") {
 		t.Errorf("rmi with a kept container: %v %q", err, out)
 	}
+}
+
+// TestRunImageKill9: urun killed while an image's --rm container runs;
+// the next urun run removes its store record and state, so the image can
+// go.
+func TestRunImageKill9(t *testing.T) {
+	requireContainers(t)
+	reg := rt.Start(t)
+	ref := pushBusybox(t, reg, "test/kill")
+	c := newImageCLI(t, reg, "")
+	state := t.TempDir()
+	c.run("pull", "--tls-verify=false", "-q", ref)
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := c.cmd(ctx, "--root", state, "run", "--rm", ref, "sh", "-c", "echo ready; exec sleep 1000")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if line, _ := bufio.NewReader(stdout).ReadString('\n'); line != "ready\n" {
+		t.Fatalf("first line %q", line)
+	}
+	tree := descendants(cmd.Process.Pid)
+	cmd.Process.Kill()
+	cmd.Wait()
+	deadline := time.Now().Add(20 * time.Second)
+	for _, pid := range tree {
+		for alive(pid) {
+			if time.Now().After(deadline) {
+				t.Fatalf("process %d outlived urun's SIGKILL", pid)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if out, err := c.try("rmi", ref); err == nil || !strings.Contains(out, "in use") {
+		t.Fatalf("rmi while the killed container's record exists: %v %q", err, out)
+	}
+	c.run("--root", state, "run", "--rm", ref, "true")
+	if ents, _ := os.ReadDir(filepath.Join(state, "containers")); len(ents) != 0 {
+		t.Errorf("state left: %v", ents)
+	}
+	c.run("rmi", ref)
 }

@@ -30,8 +30,23 @@ func TestRunEcho(t *testing.T) {
 	// No descriptor of urun's reaches the container: an inherited
 	// /dev/fuse would keep the rootfs's FUSE connection alive after
 	// urun's death, and a request made then would hang forever.
+	// Nor one its caller left open (here: the host's root directory).
+	hostRoot, err := os.Open("/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hostRoot.Close()
 	for _, flags := range [][]string{{"--rm"}, {"--rm", "--init"}} {
-		out := e.ok(append(flags, "--", "sh", "-c", "for f in /proc/self/fd/*; do readlink $f; done; true")...)
+		cmd := e.command(context.Background(), append(flags, "--", "sh", "-c", "for f in /proc/self/fd/*; do readlink $f; done; true")...)
+		cmd.ExtraFiles = []*os.File{nil, nil, nil, nil, nil, nil, hostRoot} // fd 9
+		b, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("%v: %v", flags, err)
+		}
+		out := string(b)
+		if strings.Count(out, "\n") > 4 { // 0, 1, 2 and ls's own directory
+			t.Errorf("%v: descriptors beyond stdio reached the container:\n%s", flags, out)
+		}
 		for _, l := range strings.Split(out, "\n") {
 			if strings.Contains(l, "fuse") || strings.Contains(l, "lock") || strings.Contains(l, e.root) {
 				t.Errorf("%v: the container inherited %s", flags, l)
@@ -82,7 +97,9 @@ func TestExitCodes(t *testing.T) {
 		{"not executable", []string{"--", "/etc/passwd"}, 126, "permission denied"},
 		{"a directory", []string{"--", "/etc"}, 126, "permission denied"},
 		{"killed by a signal", []string{"--init", "--", "sh", "-c", "kill -KILL $$"}, 137, ""},
-		{"unknown user", []string{"-u", "bob", "--", "true"}, 125, "unable to find user bob"},
+		{"unknown user", []string{"-u", "bob", "--", "true"}, 126, "unable to find user bob"},
+		{"unknown group", []string{"-u", "0:nogrp", "--", "true"}, 126, "unable to find group nogrp"},
+		{"not executable in PATH", []string{"-e", "PATH=/etc", "--", "passwd"}, 127, "executable file `passwd` not found in $PATH"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -299,6 +316,15 @@ echo done`
 
 func TestHostname(t *testing.T) {
 	e := newEnv(t)
+	// A dangling symlink, as systemd-resolved leaves: the file it points
+	// to is made inside the rootfs, and the container's file bound there.
+	os.Remove(filepath.Join(e.rootfs, "etc/resolv.conf"))
+	if err := os.Symlink("../run/systemd/resolve/stub-resolv.conf", filepath.Join(e.rootfs, "etc/resolv.conf")); err != nil {
+		t.Fatal(err)
+	}
+	if out := e.ok("--rm", "--", "cat", "/etc/resolv.conf"); !strings.Contains(out, "nameserver") {
+		t.Errorf("resolv.conf through a dangling symlink: %q", out)
+	}
 	out := e.ok("--rm", "--hostname", "box", "--", "sh", "-c", "hostname; cat /etc/hostname; echo; grep -c box /etc/hosts")
 	if out != "box\nbox\n1\n" {
 		t.Errorf("got %q", out)
@@ -347,6 +373,51 @@ func TestSeccomp(t *testing.T) {
 	}
 }
 
+// TestHostNetworkSysReadOnly: with the host's network the host's /sys is
+// bound, and every mount below it is read-only too.
+func TestHostNetworkSysReadOnly(t *testing.T) {
+	e := newEnv(t)
+	out := e.ok("--rm", "--network", "host", "--", "sh", "-c", `while read -r id parent dev root point opts rest; do case $point in /sys|/sys/*) echo "$point $opts";; esac; done < /proc/self/mountinfo`)
+	n := 0
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.Fields(l)
+		n++
+		if len(f) != 2 || !strings.HasPrefix(f[1], "ro") {
+			t.Errorf("writable under /sys: %s", l)
+		}
+	}
+	if n < 2 {
+		t.Errorf("mounts under /sys: %q", out)
+	}
+}
+
+// TestConcurrentRuns: --rm containers started side by side never remove
+// each other's state.
+func TestConcurrentRuns(t *testing.T) {
+	e := newEnv(t)
+	errs := make(chan string, 40)
+	for w := 0; w < 4; w++ {
+		go func() {
+			for i := 0; i < 8; i++ {
+				out, stderr, code := e.run("--rm", "--", "sh", "-c", "echo ok > /tmp/f; cat /tmp/f")
+				if code != 0 || out != "ok\n" {
+					errs <- fmt.Sprintf("exit %d %q %s", code, out, stderr)
+					continue
+				}
+				errs <- ""
+			}
+		}()
+	}
+	for i := 0; i < 32; i++ {
+		if msg := <-errs; msg != "" {
+			t.Error(msg)
+		}
+	}
+	if d := e.containerDirs(); len(d) != 0 {
+		t.Errorf("left: %v", d)
+	}
+}
+
 func TestReadOnly(t *testing.T) {
 	e := newEnv(t)
 	out := e.ok("--rm", "--read-only", "--", "sh", "-c", "touch /x 2>/dev/null && echo root-writable; touch /tmp/x && echo tmp-ok")
@@ -388,6 +459,9 @@ func TestBadInput(t *testing.T) {
 		{"bad network", []string{"--network", "bridge", "--", "true"}, "only none and host"},
 		{"bad security opt", []string{"--security-opt", "apparmor", "--", "true"}, "supported: no-new-privileges"},
 		{"no command", []string{}, "no command given"},
+		{"unknown flag", []string{"--bogus", "--", "true"}, "unknown flag: --bogus"},
+		{"bad name", []string{"--name", "a\n1.2.3.4 evil", "--", "true"}, "names must match"},
+		{"bad hostname", []string{"--hostname", strings.Repeat("h", 65), "--", "true"}, "at most 64 characters"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -33,11 +33,19 @@ func MountFD(source string, fd int, name, fstype string, flags uintptr, data str
 func OpenInRoot(dirfd int, rel string, flags int) (int, error) {
 	how := unix.OpenHow{Flags: uint64(flags | unix.O_CLOEXEC), Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS}
 	var fd int
-	err := retry(func() error {
-		var err error
-		fd, err = unix.Openat2(dirfd, rel, &how)
-		return err
-	})
+	var err error
+	// EAGAIN: a mount or rename anywhere on the system raced with the
+	// resolution of a ".."; the kernel asks to try again.
+	for range 64 {
+		err = retry(func() error {
+			var err error
+			fd, err = unix.Openat2(dirfd, rel, &how)
+			return err
+		})
+		if err != unix.EAGAIN {
+			break
+		}
+	}
 	if err != nil {
 		return -1, &os.PathError{Op: "openat2", Path: rel, Err: err}
 	}
