@@ -198,7 +198,7 @@ func (n *node) childOut(ctx context.Context, t *target, st *unix.Stat_t, out *fu
 // Create makes and opens a regular file.
 func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
 	fd := -1
-	oflags := int(flags)&^(unix.O_CREAT|unix.O_EXCL|unix.O_TRUNC|unix.O_NOCTTY) | unix.O_CREAT | unix.O_EXCL
+	oflags := int(flags&openFlags)&^unix.O_TRUNC | unix.O_CREAT | unix.O_EXCL
 	t, st, err := n.make(ctx, name, false, true, func(dirfd int, name string) error {
 		var err error
 		fd, err = sys.OpenBeneath(dirfd, name, oflags, mode&07777)
