@@ -121,7 +121,14 @@ func ParseOptions(cfg *Config, opts []string) (MountOptions, error) {
 				// fuse-overlayfs tuning switches: ufs is always threaded and
 				// keeps no ACLs of its own.
 				mo.Ignored = append(mo.Ignored, o)
-			case "xattr_permissions", "plugins":
+			case "xattr_permissions":
+				switch val {
+				case "0", "1", "2":
+					cfg.XattrPermissions = int(val[0] - '0')
+				default:
+					return mo, fmt.Errorf("%w: xattr_permissions=%q: use 0 (off), 1 (security.fuseoverlayfs.override_stat) or 2 (user.fuseoverlayfs.override_stat)", ErrBadOption, val)
+				}
+			case "plugins":
 				return mo, fmt.Errorf("%w: %q (a fuse-overlayfs option) is not supported yet", ErrBadOption, o)
 			case "debug":
 				mo.Debug = true
