@@ -206,6 +206,8 @@ func TestParseOptions(t *testing.T) {
 		{name: "unknown", opts: []string{"ro,frobnicate=on"}, wantErr: fusefs.ErrBadOption, errHas: "frobnicate=on"},
 		{name: "unknown bare", opts: []string{"frobnicate"}, wantErr: fusefs.ErrBadOption, errHas: "frobnicate"},
 		{name: "xattr_permissions off", opts: []string{"xattr_permissions=0"}},
+		{name: "ignored switches are named", opts: []string{"threaded=1,noacl,fast_ino=1,writeback=0,userxattr,context=\"x\""},
+			wantMO: fusefs.MountOptions{Ignored: []string{"threaded=1", "noacl", "fast_ino=1", "writeback=0", "userxattr", "context=\"x\""}}},
 		{name: "xattr_permissions privileged", opts: []string{"xattr_permissions=1"}, want: fusefs.Config{XattrPermissions: 1}},
 		{name: "xattr_permissions user", opts: []string{"xattr_permissions=2"}, want: fusefs.Config{XattrPermissions: 2}},
 		{name: "xattr_permissions out of range", opts: []string{"xattr_permissions=3"}, wantErr: fusefs.ErrBadOption, errHas: "xattr_permissions=\"3\""},

@@ -117,9 +117,10 @@ func ParseOptions(cfg *Config, opts []string) (MountOptions, error) {
 					return mo, err
 				}
 				cfg.NoXattrs = b
-			case "threaded", "noacl":
-				// fuse-overlayfs tuning switches: ufs is always threaded and
-				// keeps no ACLs of its own.
+			case "threaded", "noacl", "fast_ino", "writeback":
+				// fuse-overlayfs tuning switches: ufs is always threaded,
+				// keeps no ACLs of its own, checks inodes its own way and
+				// leaves write-back caching to the kernel's defaults.
 				mo.Ignored = append(mo.Ignored, o)
 			case "xattr_permissions":
 				switch val {

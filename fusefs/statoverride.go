@@ -46,11 +46,11 @@ func parseOverride(v string) (statOverride, error) {
 	return statOverride{uint32(uid), uint32(gid), uint32(mode) & 07777}, nil
 }
 
-// isOverrideXattr reports whether attr is one of fuse-overlayfs's own
-// override attributes, which the union hides (user.containers.* stays
-// visible, as in fuse-overlayfs).
-func isOverrideXattr(attr string) bool {
-	return attr == xattrOverridePrivileged || attr == xattrOverrideUser
+// isFuseOverlayfsXattr reports whether attr is one of fuse-overlayfs's own
+// attributes (stat overrides, its rootless opaque marker), which the union
+// hides as fuse-overlayfs does; user.containers.* stays visible.
+func isFuseOverlayfsXattr(attr string) bool {
+	return strings.HasPrefix(attr, "user.fuseoverlayfs.") || strings.HasPrefix(attr, "security.fuseoverlayfs.")
 }
 
 // detectOverride returns the override attribute the root of a branch
