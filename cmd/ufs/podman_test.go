@@ -72,9 +72,9 @@ func TestPodman(t *testing.T) {
 		}
 	}
 
-	if ufs.RunBase != ref.RunBase || ufs.RunBuilt != ref.RunBuilt {
-		t.Errorf("container output differs:\nufs:            %q / %q\nfuse-overlayfs: %q / %q",
-			ufs.RunBase, ufs.RunBuilt, ref.RunBase, ref.RunBuilt)
+	if ufs.RunBase != ref.RunBase || ufs.RunBuilt != ref.RunBuilt || ufs.RunMapped != ref.RunMapped {
+		t.Errorf("container output differs:\nufs:            %q / %q / %q\nfuse-overlayfs: %q / %q / %q",
+			ufs.RunBase, ufs.RunBuilt, ufs.RunMapped, ref.RunBase, ref.RunBuilt, ref.RunMapped)
 	}
 	if d := diffMaps(ufs.Mounted, ref.Mounted); d != "" {
 		t.Errorf("podman image mount of the built image: ufs differs from fuse-overlayfs:%s", d)
@@ -113,10 +113,16 @@ var fuseOverlayfsBugs = []string{"data/sub/f", "data/sub/.wh.f", "data/sub/.wh..
 
 // podmanScenario is what one run of the podman steps saw.
 type podmanScenario struct {
-	RunBase  string            // podman run of the base image
-	RunBuilt string            // podman run of the built image
-	Mounted  map[string]string // the built image through podman image mount
-	Layers   []map[string]string
+	RunBase  string // podman run of the base image
+	RunBuilt string // podman run of the built image
+	// RunMapped is podman run --uidmap of the built image, which
+	// containers-storage serves with uidmapping=/gidmapping= instead of
+	// a chowned copy.
+	RunMapped string
+	// Mounts are the mount program's command lines.
+	Mounts  []string
+	Mounted map[string]string // the built image through podman image mount
+	Layers  []map[string]string
 }
 
 // checkScenario checks what the steps must show whatever the mount
@@ -141,6 +147,23 @@ func checkScenario(t *testing.T, name string, s podmanScenario, knownBugs bool) 
 	}
 	if want := "hello\nchanged\n|again\n|z\n|gone:1 new:1 opt:1 tree:1 keep:1 dir:1 hard:1\n"; s.RunBuilt != want {
 		t.Errorf("%s: podman run of the built image printed %q, want %q", name, s.RunBuilt, want)
+	}
+	if want := "0:0 600\n0:0 644\n0:0 755\nroot\n"; s.RunMapped != want {
+		t.Errorf("%s: podman run --uidmap printed %q, want %q (the image's owners, seen through the mapping)", name, s.RunMapped, want)
+	}
+	mapped := false
+	for _, m := range s.Mounts {
+		if !strings.Contains(m, "lowerdir=") { // read-only mounts have no upperdir
+			t.Errorf("%s: mount program called without lowerdir: %q", name, m)
+		}
+		if strings.Contains(m, "uidmapping=") && strings.Contains(m, "gidmapping=") {
+			mapped = true
+		}
+	}
+	if len(s.Mounts) == 0 {
+		t.Errorf("%s: podman never ran the mount program", name)
+	} else if !mapped {
+		t.Errorf("%s: podman run --uidmap did not pass uidmapping=/gidmapping= to the mount program: %q", name, s.Mounts)
 	}
 	m := s.Mounted
 	for p, want := range map[string]string{
@@ -220,6 +243,10 @@ func runPodmanScenario(t *testing.T, name, mountProgram, baseTar string) podmanS
 			`tree:$(test -e /tree; echo $?) keep:$(test -e /data/keep; echo $?) dir:$(test -e /lib/dir; echo $?) `+
 			`hard:$(test -e /bin/hard; echo $?)"`)
 
+	s.RunMapped = p.run(t, "run", "--rm", "--pull=never", "--uidmap", "0:100:5000", "--gidmap", "0:100:5000",
+		"localhost/ufs-test-built:1", "sh", "-c",
+		`touch /etc/made; stat -c '%u:%g %a' /etc/motd /etc/made /bin/busybox; id -un`)
+
 	// The built image through the mount program: podman image mount
 	// works in podman's user namespace only.
 	tarOut := p.run(t, "unshare", "sh", "-c",
@@ -243,6 +270,14 @@ func runPodmanScenario(t *testing.T, name, mountProgram, baseTar string) podmanS
 
 	p.run(t, "rmi", "-a", "-f")
 	p.checkNoDaemons(t)
+	log, err := os.ReadFile(p.mountLog)
+	if err != nil {
+		t.Fatalf("%s: the mount program's log: %v", name, err)
+	}
+	s.Mounts = strings.Split(strings.TrimSpace(string(log)), "\n")
+	if len(s.Mounts) == 1 && s.Mounts[0] == "" {
+		s.Mounts = nil
+	}
 	return s
 }
 
@@ -250,13 +285,20 @@ func runPodmanScenario(t *testing.T, name, mountProgram, baseTar string) podmanS
 // directory.
 type podman struct {
 	name, dir, storage string
+	mountLog           string // the mount program's command lines, one a line
 	env                []string
 }
 
 func newPodman(t *testing.T, name, mountProgram string) *podman {
 	t.Helper()
 	dir := t.TempDir()
-	p := &podman{name: name, dir: dir, storage: filepath.Join(dir, "storage")}
+	p := &podman{name: name, dir: dir, storage: filepath.Join(dir, "storage"), mountLog: filepath.Join(dir, "mounts.log")}
+	// The mount program through a wrapper that logs its command line.
+	wrapper := filepath.Join(dir, "mount-program")
+	script := fmt.Sprintf("#!/bin/sh\nprintf '%%s\\n' \"$*\" >> '%s'\nexec '%s' \"$@\"\n", p.mountLog, mountProgram)
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	run := filepath.Join(dir, "run")
 	xdg := filepath.Join(dir, "xdg-runtime")
 	for _, d := range []string{p.storage, run, xdg, filepath.Join(dir, "config"), filepath.Join(dir, "tmp")} {
@@ -272,7 +314,7 @@ rootless_storage_path = %q
 runroot = %q
 [storage.options.overlay]
 mount_program = %q
-`, p.storage, p.storage, run, mountProgram),
+`, p.storage, p.storage, run, wrapper),
 		"containers.conf": `[containers]
 netns = "none"
 [engine]
