@@ -202,13 +202,16 @@ func (u *Union) markOpaque(dirfd int, name string) error {
 		return err
 	}
 	defer unix.Close(fd)
-	f, err := sys.OpenBeneath(fd, whOpaque, unix.O_WRONLY|unix.O_CREAT, 0)
-	if err != nil && !errors.Is(err, unix.EEXIST) {
+	// O_EXCL: an existing marker (mode 0) is not opened again, which an
+	// unprivileged daemon may not do.
+	f, err := sys.OpenBeneath(fd, whOpaque, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0)
+	if errors.Is(err, unix.EEXIST) {
+		return nil
+	}
+	if err != nil {
 		return err
 	}
-	if err == nil {
-		unix.Close(f)
-	}
+	unix.Close(f)
 	return nil
 }
 
