@@ -165,7 +165,7 @@ func (n *node) stat() (nodeState, at, unix.Stat_t, error) {
 		a, err := n.locate(s)
 		if err == nil {
 			err = sys.Fstatat(a.fd, a.name, &st)
-			if err == nil && (n.isDir() || n.u.inoFor(s.br, st.Ino) == n.StableAttr().Ino) {
+			if err == nil && n.holds(s, &st) {
 				n.u.overrideStat(s.br, a.fd, a.name, &st)
 				return s, a, st, nil
 			}
@@ -181,6 +181,18 @@ func (n *node) stat() (nodeState, at, unix.Stat_t, error) {
 		}
 		n.invalidate()
 	}
+}
+
+// holds reports whether st, found at the node's location in state s, is
+// the node's object: for a directory, a directory (the name may have become
+// a whiteout, or another object, since it was resolved: its attributes
+// must not be shown as the directory's); for another object, the same
+// inode.
+func (n *node) holds(s nodeState, st *unix.Stat_t) bool {
+	if n.isDir() {
+		return st.Mode&unix.S_IFMT == unix.S_IFDIR
+	}
+	return n.u.inoFor(s.br, st.Ino) == n.StableAttr().Ino
 }
 
 // Lookup resolves a child name through the branches.
