@@ -147,6 +147,11 @@ type Config struct {
 	StaticNlink bool
 	// NoXattrs refuses extended attributes with ENOTSUP.
 	NoXattrs bool
+	// XattrPermissions (fuse-overlayfs's xattr_permissions) makes the
+	// topmost rw branch keep owners and modes in an extended attribute
+	// instead of the inode: 1 in security.fuseoverlayfs.override_stat,
+	// 2 in user.fuseoverlayfs.override_stat; 0 off.
+	XattrPermissions int
 	// ReadOnly refuses every change with EROFS, whatever the branches.
 	ReadOnly bool
 	// Passed lists generic mount options ("nosuid", "nodev", ...) given on

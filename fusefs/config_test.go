@@ -205,6 +205,14 @@ func TestParseOptions(t *testing.T) {
 			wantMO: fusefs.MountOptions{Debug: true}},
 		{name: "unknown", opts: []string{"ro,frobnicate=on"}, wantErr: fusefs.ErrBadOption, errHas: "frobnicate=on"},
 		{name: "unknown bare", opts: []string{"frobnicate"}, wantErr: fusefs.ErrBadOption, errHas: "frobnicate"},
+		{name: "xattr_permissions off", opts: []string{"xattr_permissions=0"}},
+		{name: "ignored switches are named", opts: []string{"threaded=1,noacl,fast_ino=1,writeback=0,userxattr,context=\"x\""},
+			wantMO: fusefs.MountOptions{Ignored: []string{"threaded=1", "noacl", "fast_ino=1", "writeback=0", "userxattr", "context=\"x\""}}},
+		{name: "xattr_permissions privileged", opts: []string{"xattr_permissions=1"}, want: fusefs.Config{XattrPermissions: 1}},
+		{name: "xattr_permissions user", opts: []string{"xattr_permissions=2"}, want: fusefs.Config{XattrPermissions: 2}},
+		{name: "xattr_permissions out of range", opts: []string{"xattr_permissions=3"}, wantErr: fusefs.ErrBadOption, errHas: "xattr_permissions=\"3\""},
+		{name: "xattr_permissions without value", opts: []string{"xattr_permissions"}, wantErr: fusefs.ErrBadOption, errHas: "xattr_permissions"},
+		{name: "plugins", opts: []string{"plugins=/x.so"}, wantErr: fusefs.ErrBadOption, errHas: "plugins"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -228,6 +236,7 @@ func TestParseOptions(t *testing.T) {
 			got := fusefs.Config{
 				Branches: cfg.Branches, Reval: cfg.Reval, Timeout: cfg.Timeout, NoFsync: cfg.NoFsync,
 				NoPassthrough: cfg.NoPassthrough, ReadOnly: cfg.ReadOnly, Passed: cfg.Passed,
+				XattrPermissions: cfg.XattrPermissions,
 			}
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("Config = %+v\n want %+v", got, tt.want)

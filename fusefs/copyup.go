@@ -97,6 +97,7 @@ func (n *node) copyUpLocked(ctx context.Context) error {
 	if err := sys.Fstatat(src.fd, src.name, &st); err != nil {
 		return err
 	}
+	u.overrideStat(s.br, src.fd, src.name, &st)
 	dst, err := sys.OpenBeneath(tb.fd, parent.Path(nil), unix.O_PATH|unix.O_DIRECTORY, 0)
 	if err != nil {
 		return err
@@ -120,7 +121,7 @@ func (n *node) copyUpLocked(ctx context.Context) error {
 	var newIno uint64
 	if !linked {
 		tmp := u.tmpName()
-		if err := u.copyObject(src, &st, tb.work, tmp); err != nil {
+		if err := u.copyObject(src, &st, t, tmp); err != nil {
 			return err
 		}
 		var nst unix.Stat_t
@@ -161,7 +162,7 @@ func (n *node) copyUpLocked(ctx context.Context) error {
 		if isDir && !u.privileged {
 			// Staged writable for the daemon (see copyObject); now the
 			// directory's own mode.
-			if err := sys.Fchmodat(dst, name, st.Mode&07777); err != nil {
+			if err := sys.Fchmodat(dst, name, u.physicalMode(t, st.Mode)); err != nil {
 				return err
 			}
 		}
@@ -198,10 +199,11 @@ func (u *Union) discard(dirfd int, name string, isDir bool) {
 	_ = sys.Unlinkat(dirfd, name, 0)
 }
 
-// copyObject copies the object src (described by st) to name in dirfd, with
-// its data, owner, mode, extended attributes and times. On error nothing is
-// left behind.
-func (u *Union) copyObject(src at, st *unix.Stat_t, dirfd int, name string) (err error) {
+// copyObject copies the object src (described by st) to name in the
+// staging directory of rw branch t, with its data, owner, mode, extended
+// attributes and times. On error nothing is left behind.
+func (u *Union) copyObject(src at, st *unix.Stat_t, t int, name string) (err error) {
+	dirfd := u.br[t].work
 	typ := st.Mode & unix.S_IFMT
 	defer func() {
 		if err != nil {
@@ -230,7 +232,7 @@ func (u *Union) copyObject(src at, st *unix.Stat_t, dirfd int, name string) (err
 			return err
 		}
 	}
-	return u.copyMeta(src, st, dirfd, name)
+	return u.copyMeta(src, st, t, name)
 }
 
 func (u *Union) copyFile(src at, st *unix.Stat_t, dirfd int, name string) error {
@@ -255,19 +257,26 @@ func (u *Union) copyFile(src at, st *unix.Stat_t, dirfd int, name string) error 
 	return nil
 }
 
-// copyMeta gives name in dirfd the owner, mode, extended attributes and
-// times of src. Owners the daemon may not set (rootless) are left as they
-// are; the union's private attributes are not copied.
-func (u *Union) copyMeta(src at, st *unix.Stat_t, dirfd int, name string) error {
+// copyMeta gives name in the staging directory of rw branch t the owner,
+// mode, extended attributes and times of src. Owners the daemon may not set
+// (rootless) are left as they are; the union's private attributes are not
+// copied. Where t keeps owners and modes in stat overrides, they go there.
+func (u *Union) copyMeta(src at, st *unix.Stat_t, t int, name string) error {
+	dirfd := u.br[t].work
 	typ := st.Mode & unix.S_IFMT
-	if err := sys.Fchownat(dirfd, name, int(st.Uid), int(st.Gid)); err != nil {
+	override := u.storesOverride(t, typ)
+	if override {
+		if err := u.writeOverride(t, dirfd, name, statOverride{st.Uid, st.Gid, st.Mode}); err != nil {
+			return err
+		}
+	} else if err := sys.Fchownat(dirfd, name, int(st.Uid), int(st.Gid)); err != nil {
 		if !errors.Is(err, unix.EPERM) && !errors.Is(err, unix.EINVAL) {
 			return err
 		}
 		u.log.Debug("copy-up keeps the daemon's owner", "name", name, "err", err)
 	}
 	if typ != unix.S_IFLNK {
-		mode := st.Mode & 07777
+		mode := u.physicalMode(t, st.Mode)
 		if typ == unix.S_IFDIR && !u.privileged {
 			// An unprivileged daemon must be able to rename the directory
 			// into place and to move children into it: the copy-up sets

@@ -83,9 +83,10 @@ func (n *node) createTarget(ctx context.Context, name string) (*target, error) {
 }
 
 // owner returns the ids a new object of the caller gets: the caller's, with
-// the group of a set-group-ID parent.
+// the group of a set-group-ID parent. ok is false where the daemon cannot
+// give them (unprivileged, and no stat overrides).
 func (n *node) owner(ctx context.Context, t *target) (uid, gid int, ok bool) {
-	if !n.u.privileged {
+	if !n.u.privileged && !n.u.br[t.b].writeOverride {
 		return 0, 0, false
 	}
 	c, has := fuse.FromContext(ctx)
@@ -101,8 +102,11 @@ func (n *node) owner(ctx context.Context, t *target) (uid, gid int, ok bool) {
 	}
 	uid, gid = int(su), int(sg)
 	var pst unix.Stat_t
-	if sys.Fstatat(t.dfd, ".", &pst) == nil && pst.Mode&unix.S_ISGID != 0 {
-		gid = int(pst.Gid)
+	if sys.Fstatat(t.dfd, ".", &pst) == nil {
+		n.u.overrideStat(t.b, t.dfd, ".", &pst)
+		if pst.Mode&unix.S_ISGID != 0 {
+			gid = int(pst.Gid)
+		}
 	}
 	return uid, gid, true
 }
@@ -129,7 +133,7 @@ func (n *node) make(ctx context.Context, name string, isDir, chown bool, mk func
 	}
 	undo.Add(func() { u.discard(dirfd, at, isDir) })
 	if uid, gid, ok := n.owner(ctx, t); ok && chown {
-		if err := sys.Fchownat(dirfd, at, uid, gid); err != nil {
+		if err := u.giveOwner(t.b, dirfd, at, uid, gid); err != nil {
 			return nil, st, err
 		}
 	}
@@ -159,7 +163,28 @@ func (n *node) make(ctx context.Context, name string, isDir, chown bool, mk func
 		t.Close()
 		return nil, st, err
 	}
+	u.overrideStat(t.b, t.dfd, name, &st)
 	return t, st, nil
+}
+
+// giveOwner gives the new object name in dirfd of branch b its owner: in
+// its inode, or in a stat override (with the mode it was made with) where
+// branch b keeps them there.
+func (u *Union) giveOwner(b, dirfd int, name string, uid, gid int) error {
+	var st unix.Stat_t
+	if err := sys.Fstatat(dirfd, name, &st); err != nil {
+		return err
+	}
+	if u.storesOverride(b, st.Mode&unix.S_IFMT) {
+		if err := u.writeOverride(b, dirfd, name, statOverride{uint32(uid), uint32(gid), st.Mode}); err != nil {
+			return err
+		}
+		return sys.Fchmodat(dirfd, name, u.physicalMode(b, st.Mode))
+	}
+	if !u.privileged {
+		return nil // the daemon's owner, which it cannot change
+	}
+	return sys.Fchownat(dirfd, name, uid, gid)
 }
 
 // markOpaque makes the directory name in dirfd stop the merge with lower
@@ -177,13 +202,16 @@ func (u *Union) markOpaque(dirfd int, name string) error {
 		return err
 	}
 	defer unix.Close(fd)
-	f, err := sys.OpenBeneath(fd, whOpaque, unix.O_WRONLY|unix.O_CREAT, 0)
-	if err != nil && !errors.Is(err, unix.EEXIST) {
+	// O_EXCL: an existing marker (mode 0) is not opened again, which an
+	// unprivileged daemon may not do.
+	f, err := sys.OpenBeneath(fd, whOpaque, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0)
+	if errors.Is(err, unix.EEXIST) {
+		return nil
+	}
+	if err != nil {
 		return err
 	}
-	if err == nil {
-		unix.Close(f)
-	}
+	unix.Close(f)
 	return nil
 }
 
@@ -198,7 +226,7 @@ func (n *node) childOut(ctx context.Context, t *target, st *unix.Stat_t, out *fu
 // Create makes and opens a regular file.
 func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
 	fd := -1
-	oflags := int(flags)&^(unix.O_CREAT|unix.O_EXCL|unix.O_TRUNC|unix.O_NOCTTY) | unix.O_CREAT | unix.O_EXCL
+	oflags := int(flags&openFlags)&^unix.O_TRUNC | unix.O_CREAT | unix.O_EXCL
 	t, st, err := n.make(ctx, name, false, true, func(dirfd int, name string) error {
 		var err error
 		fd, err = sys.OpenBeneath(dirfd, name, oflags, mode&07777)

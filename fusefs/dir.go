@@ -209,6 +209,9 @@ func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 	}
 	var st unix.Stat_t
 	err = sys.Fstatat(dfd, name, &st)
+	if err == nil {
+		u.overrideStat(b, dfd, name, &st)
+	}
 	release()
 	if err != nil {
 		return nil, fs.ToErrno(err)

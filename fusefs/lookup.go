@@ -110,6 +110,7 @@ func (u *Union) probe(br *branch, dfd int, name string, res *nodeState, top *uni
 		isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
 		if !*found {
 			*found = true
+			u.overrideStat(b, dfd, name, &st)
 			*top = st
 			res.br = b
 			if !isDir {

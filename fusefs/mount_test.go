@@ -59,6 +59,12 @@ func runHelper(name, path, arg string) error {
 			return fmt.Errorf("msync: %w", err)
 		}
 		return syscall.Munmap(m)
+	case "exec":
+		// Run the program at path.
+		if out, err := exec.Command(path).CombinedOutput(); err != nil {
+			return fmt.Errorf("run %s: %w\n%s", path, err, out)
+		}
+		return nil
 	}
 	return fmt.Errorf("unknown helper %q", name)
 }

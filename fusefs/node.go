@@ -165,7 +165,8 @@ func (n *node) stat() (nodeState, at, unix.Stat_t, error) {
 		a, err := n.locate(s)
 		if err == nil {
 			err = sys.Fstatat(a.fd, a.name, &st)
-			if err == nil && (n.isDir() || n.u.inoFor(s.br, st.Ino) == n.StableAttr().Ino) {
+			if err == nil && n.holds(s, &st) {
+				n.u.overrideStat(s.br, a.fd, a.name, &st)
 				return s, a, st, nil
 			}
 			a.Close()
@@ -180,6 +181,18 @@ func (n *node) stat() (nodeState, at, unix.Stat_t, error) {
 		}
 		n.invalidate()
 	}
+}
+
+// holds reports whether st, found at the node's location in state s, is
+// the node's object: for a directory, a directory (the name may have become
+// a whiteout, or another object, since it was resolved: its attributes
+// must not be shown as the directory's); for another object, the same
+// inode.
+func (n *node) holds(s nodeState, st *unix.Stat_t) bool {
+	if n.isDir() {
+		return st.Mode&unix.S_IFMT == unix.S_IFDIR
+	}
+	return n.u.inoFor(s.br, st.Ino) == n.StableAttr().Ino
 }
 
 // Lookup resolves a child name through the branches.
@@ -379,10 +392,11 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 // Setattr copies the object up and changes its mode, owner, size or times.
 func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	err := n.copyUp(ctx)
+	var s nodeState
 	var a at
 	var st unix.Stat_t
 	if err == nil {
-		_, a, st, err = n.stat()
+		s, a, st, err = n.stat()
 	}
 	if isNotFound(err) {
 		// The name is gone (unlinked while open): change the object
@@ -407,13 +421,15 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 		return fs.ToErrno(err)
 	}
 	defer a.Close()
-	if err := n.u.setattr(a, &st, f, in); err != nil {
+	if err := n.u.setattr(s.br, a, &st, f, in); err != nil {
 		return fs.ToErrno(err)
 	}
 	return n.Getattr(ctx, f, out)
 }
 
-func (u *Union) setattr(a at, st *unix.Stat_t, f fs.FileHandle, in *fuse.SetAttrIn) error {
+// setattr changes the object a of branch b, whose attributes (as shown)
+// are st.
+func (u *Union) setattr(b int, a at, st *unix.Stat_t, f fs.FileHandle, in *fuse.SetAttrIn) error {
 	// Pin the object: every change below goes through this descriptor, so
 	// a concurrent rename that puts another object at the name cannot
 	// redirect it.
@@ -429,35 +445,8 @@ func (u *Union) setattr(a at, st *unix.Stat_t, f fs.FileHandle, in *fuse.SetAttr
 	if ost.Ino != st.Ino || ost.Dev != st.Dev {
 		return unix.ENOENT // the name now holds another object
 	}
-	if m, ok := in.GetMode(); ok {
-		if ost.Mode&unix.S_IFMT == unix.S_IFLNK {
-			return unix.EOPNOTSUPP
-		}
-		if err := sys.ChmodFD(ofd, m&07777); err != nil {
-			return err
-		}
-	}
-	uid, uok := in.GetUID()
-	gid, gok := in.GetGID()
-	if uok || gok {
-		iu, ig := -1, -1
-		if uok {
-			s, ok := stored(u.cfg.UIDMap, uid)
-			if !ok {
-				return unix.EINVAL
-			}
-			iu = int(s)
-		}
-		if gok {
-			s, ok := stored(u.cfg.GIDMap, gid)
-			if !ok {
-				return unix.EINVAL
-			}
-			ig = int(s)
-		}
-		if err := sys.FchownFD(ofd, iu, ig); err != nil {
-			return err
-		}
+	if err := u.setOwnerMode(b, a, ofd, st.Mode&unix.S_IFMT, statOverride{st.Uid, st.Gid, st.Mode}, in); err != nil {
+		return err
 	}
 	if sz, ok := in.GetSize(); ok {
 		if err := u.truncate(ofd, f, sz); err != nil {
@@ -481,6 +470,63 @@ func (u *Union) setattr(a at, st *unix.Stat_t, f fs.FileHandle, in *fuse.SetAttr
 		if err := sys.UtimensFD(ofd, ts); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// setOwnerMode applies the mode and owner changes of in to the object
+// pinned by ofd (a in branch b, of type typ, showing cur): in its inode, or
+// in its stat override where branch b keeps them there.
+func (u *Union) setOwnerMode(b int, a at, ofd int, typ uint32, cur statOverride, in *fuse.SetAttrIn) error {
+	m, mok := in.GetMode()
+	if mok && typ == unix.S_IFLNK {
+		return unix.EOPNOTSUPP
+	}
+	uid, uok := in.GetUID()
+	gid, gok := in.GetGID()
+	next := cur
+	if mok {
+		next.mode = m & 07777
+	}
+	if uok {
+		s, ok := stored(u.cfg.UIDMap, uid)
+		if !ok {
+			return unix.EINVAL
+		}
+		next.uid = s
+	}
+	if gok {
+		s, ok := stored(u.cfg.GIDMap, gid)
+		if !ok {
+			return unix.EINVAL
+		}
+		next.gid = s
+	}
+	if !mok && !uok && !gok {
+		return nil
+	}
+	if u.storesOverride(b, typ) {
+		if mok {
+			if err := sys.ChmodFD(ofd, u.physicalMode(b, typ|next.mode)); err != nil {
+				return err
+			}
+		}
+		return u.writeOverride(b, a.fd, a.name, next)
+	}
+	if mok {
+		if err := sys.ChmodFD(ofd, next.mode); err != nil {
+			return err
+		}
+	}
+	if uok || gok {
+		iu, ig := -1, -1
+		if uok {
+			iu = int(next.uid)
+		}
+		if gok {
+			ig = int(next.gid)
+		}
+		return sys.FchownFD(ofd, iu, ig)
 	}
 	return nil
 }

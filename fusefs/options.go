@@ -117,11 +117,19 @@ func ParseOptions(cfg *Config, opts []string) (MountOptions, error) {
 					return mo, err
 				}
 				cfg.NoXattrs = b
-			case "threaded", "noacl":
-				// fuse-overlayfs tuning switches: ufs is always threaded and
-				// keeps no ACLs of its own.
+			case "threaded", "noacl", "fast_ino", "writeback":
+				// fuse-overlayfs tuning switches: ufs is always threaded,
+				// keeps no ACLs of its own, checks inodes its own way and
+				// leaves write-back caching to the kernel's defaults.
 				mo.Ignored = append(mo.Ignored, o)
-			case "xattr_permissions", "plugins":
+			case "xattr_permissions":
+				switch val {
+				case "0", "1", "2":
+					cfg.XattrPermissions = int(val[0] - '0')
+				default:
+					return mo, fmt.Errorf("%w: xattr_permissions=%q: use 0 (off), 1 (security.fuseoverlayfs.override_stat) or 2 (user.fuseoverlayfs.override_stat)", ErrBadOption, val)
+				}
+			case "plugins":
 				return mo, fmt.Errorf("%w: %q (a fuse-overlayfs option) is not supported yet", ErrBadOption, o)
 			case "debug":
 				mo.Debug = true

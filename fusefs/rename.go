@@ -349,7 +349,7 @@ func (u *Union) materialize(s nodeState, rel string, t int) error {
 			// Filling the copy changed its times; an unprivileged daemon
 			// also staged it writable.
 			if !u.privileged {
-				if err := sys.Fchmodat(tdir, e.Name, st.Mode&07777); err != nil {
+				if err := sys.Fchmodat(tdir, e.Name, u.physicalMode(t, st.Mode)); err != nil {
 					return err
 				}
 			}
@@ -380,7 +380,7 @@ func (u *Union) copyInto(cs nodeState, rel, name string, st *unix.Stat_t, t, tdi
 	defer src.Close()
 	tb := u.br[t]
 	tmp := u.tmpName()
-	if err := u.copyObject(src, st, tb.work, tmp); err != nil {
+	if err := u.copyObject(src, st, t, tmp); err != nil {
 		return err
 	}
 	var nst unix.Stat_t

@@ -35,6 +35,29 @@ func TestRename(t *testing.T) {
 			},
 		},
 		{
+			// Regression: an unprivileged daemon reopened the mode-0
+			// opaque marker for writing to mark the moved directory, and
+			// the rename failed with EACCES.
+			name: "directory made again over a lower one, moved to another directory",
+			setup: func(t *testing.T, e *unionEnv) {
+				w(t, e.RO, testutil.Tree{"c/old": "ro", "e/": ""})
+			},
+			check: func(t *testing.T, e *unionEnv) {
+				if err := os.RemoveAll(e.m("c")); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Mkdir(e.m("c"), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				writeFile(t, e.m("c/new"), "new", 0o644)
+				if err := os.Rename(e.m("c"), e.m("e/x")); err != nil {
+					t.Fatalf("rename of the opaque directory: %v", err)
+				}
+				wantMissing(t, e.m("c"))
+				wantNames(t, e.m("e/x"), "new")
+			},
+		},
+		{
 			name: "over an existing lower file",
 			setup: func(t *testing.T, e *unionEnv) {
 				w(t, e.RO, testutil.Tree{"a": "a", "b": "b"})

@@ -27,6 +27,11 @@ type branch struct {
 	fsIdx uint64 // index of dev among the distinct devices of the union
 	work  int    // rw branches: O_PATH descriptor of the staging directory
 	plink int    // rw branches: O_PATH descriptor of the hard-link index
+	// override is the attribute holding the stat overrides of this
+	// branch's objects ("" if it has none); writeOverride makes changes
+	// store owners and modes there (xattr_permissions, upper only).
+	override      string
+	writeOverride bool
 }
 
 func (b *branch) rw() bool { return b.work >= 0 }
@@ -120,6 +125,14 @@ func New(cfg Config) (*Union, error) {
 			if ob.plink, err = u.metaDir(ob, base, plinkN, false); err != nil {
 				return nil, err
 			}
+		}
+	}
+	for _, b := range u.br {
+		b.override = detectOverride(b.fd)
+	}
+	if cfg.XattrPermissions != 0 && u.topRW >= 0 {
+		if err := u.setupUpperOverride(u.br[u.topRW]); err != nil {
+			return nil, err
 		}
 	}
 	for i, b := range u.br {

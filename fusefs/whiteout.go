@@ -33,7 +33,7 @@ func isMetaName(name string) bool { return strings.HasPrefix(name, whPrefix) }
 // isPrivateXattr reports whether an extended attribute belongs to the
 // union's bookkeeping and is hidden from listings and refused to callers.
 func isPrivateXattr(attr string) bool {
-	return strings.HasPrefix(attr, "trusted.overlay.") || strings.HasPrefix(attr, "user.overlay.")
+	return strings.HasPrefix(attr, "trusted.overlay.") || strings.HasPrefix(attr, "user.overlay.") || isFuseOverlayfsXattr(attr)
 }
 
 // isOverlayWhiteoutStat reports whether st is an overlay-format whiteout: a

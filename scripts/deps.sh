@@ -14,9 +14,13 @@ set -euo pipefail
 # busybox-static: the root filesystem of urun's demo and tests, and of test images
 # golang-github-containers-common, golang-github-containers-image:
 #             registries.conf, short-name aliases, policy.json for urun pull
+# podman, runc, fuse-overlayfs: TestPodman (cmd/ufs) runs rootless podman
+#             with ufs as its mount_program, compared with fuse-overlayfs,
+#             on an image made from busybox-static
 PACKAGES=(fuse3 uidmap util-linux attr e2fsprogs gcc libc6-dev
 	docker-registry busybox-static
-	golang-github-containers-common golang-github-containers-image)
+	golang-github-containers-common golang-github-containers-image
+	podman runc fuse-overlayfs)
 # Other packages may be named instead (make deps-bench: the benchmark peers).
 if [ "$#" -gt 0 ]; then
 	PACKAGES=("$@")

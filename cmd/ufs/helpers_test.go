@@ -249,6 +249,15 @@ func awaitMounted(t testing.TB, mnt string, want bool, pidfd int) error {
 // daemonPIDs returns the live ufs processes serving (or mounting) mnt:
 // those whose command line is "... mount ... MNT".
 func daemonPIDs(mnt string) []int {
+	return livePIDs(func(args []string) bool {
+		return len(args) >= 3 && args[len(args)-1] == mnt && contains(args[1:], "mount") &&
+			filepath.Base(args[0]) == "ufs"
+	})
+}
+
+// livePIDs returns the live processes other than this one whose command
+// line (program first) match accepts.
+func livePIDs(match func(args []string) bool) []int {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil
@@ -263,11 +272,7 @@ func daemonPIDs(mnt string) []int {
 		if err != nil || len(b) == 0 {
 			continue
 		}
-		args := strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
-		if len(args) < 3 || args[len(args)-1] != mnt || !contains(args[1:], "mount") {
-			continue
-		}
-		if filepath.Base(args[0]) != "ufs" {
+		if !match(strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")) {
 			continue
 		}
 		if st, err := procState(pid); err != nil || st == 'Z' || st == 'X' {
