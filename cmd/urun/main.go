@@ -1,4 +1,3 @@
-// Command urun runs rootless containers: urun run [flags] --rootfs DIR CMD…
 package main
 
 import (
