@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -210,6 +211,10 @@ func timeCommand(ctx context.Context, argv, env []string, dir string) (Sample, s
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()
+	if slices.ContainsFunc(env, func(v string) bool { return strings.HasPrefix(v, envTrace+"=") }) {
+		// urun's phase "start" runs from here to its main.
+		cmd.Env = append(slices.Clone(env), fmt.Sprintf("%s=%d", envTraceStart, start.UnixNano()))
+	}
 	err := cmd.Run()
 	s := Sample{Dur: time.Since(start)}
 	if err != nil {

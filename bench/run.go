@@ -25,6 +25,8 @@ type Result struct {
 	Median   time.Duration   `json:"median_ns"`
 	Min      time.Duration   `json:"min_ns"`
 	Max      time.Duration   `json:"max_ns"`
+	// Phases are urun's own phases per sample, in ms (URUN_TRACE).
+	Phases map[string][]float64 `json:"phases_ms,omitempty"`
 }
 
 // Skip says why an implementation was not measured at all.

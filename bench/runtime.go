@@ -160,14 +160,37 @@ func RunRuntime(ctx context.Context, cfg *Config, rep *Report) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			s, _, err := e.run.Exec(p.argv(round), e.env, e.dir)
+			env, tracePath := e.env, ""
+			if strings.HasPrefix(p.impl.name, "urun") {
+				// urun's own phases (internal/trace), a file per sample.
+				tracePath = filepath.Join(e.dir, "urun-trace")
+				if err := os.Remove(tracePath); err != nil && !errors.Is(err, os.ErrNotExist) {
+					return err
+				}
+				env = append(slices.Clone(env), envTrace+"="+tracePath)
+			}
+			s, _, err := e.run.Exec(p.argv(round), env, e.dir)
 			if err != nil {
 				p.res.Err = err.Error()
 				continue
 			}
 			cfg.Logger.Info("sample", "runtime", p.impl.name, "round", round, "time", s.Dur.Round(time.Microsecond))
-			if round > 0 {
-				p.res.Samples = append(p.res.Samples, s.Dur)
+			if round == 0 {
+				continue
+			}
+			p.res.Samples = append(p.res.Samples, s.Dur)
+			if tracePath != "" {
+				ph, err := tracePhases(tracePath, s.Dur)
+				if err != nil {
+					p.res.Err = err.Error()
+					continue
+				}
+				if p.res.Phases == nil {
+					p.res.Phases = map[string][]float64{}
+				}
+				for k, v := range ph {
+					p.res.Phases[k] = append(p.res.Phases[k], v)
+				}
 			}
 		}
 	}
@@ -398,6 +421,7 @@ func (r *Report) writeRuntime(p func(string, ...any)) {
 		p("| %s | %s | %s |\n", i.Label, cell(x), issue)
 	}
 	p("\n")
+	r.writePhases(p)
 }
 
 func (r *Report) checkRuntimeTargets(add func(text, figure, status string)) {

@@ -8,6 +8,7 @@ import (
 	"syscall"
 
 	"github.com/urun-dev/urun/internal/reexec"
+	"github.com/urun-dev/urun/internal/trace"
 	"golang.org/x/sys/unix"
 )
 
@@ -15,6 +16,7 @@ import (
 // namespace, root of the user namespace. It builds the root filesystem,
 // then becomes the command (or, with --init, starts it and reaps).
 func initMain() {
+	start := trace.Started("init-start")
 	c, err := receiveConfig()
 	if err != nil {
 		fail(err)
@@ -24,6 +26,7 @@ func initMain() {
 	if err := setupContainer(c); err != nil {
 		fail(err)
 	}
+	trace.Phase("init-setup", start)
 	if c.Init {
 		os.Exit(runInit(c, console))
 	}
@@ -32,6 +35,7 @@ func initMain() {
 
 // execMain is the command's process under --init.
 func execMain() {
+	trace.Started("exec-start")
 	c, err := receiveConfig()
 	if err != nil {
 		fail(err)

@@ -10,9 +10,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/urun-dev/urun/fusefs"
 	"github.com/urun-dev/urun/internal/reexec"
+	"github.com/urun-dev/urun/internal/trace"
 	"github.com/urun-dev/urun/userns"
 	"golang.org/x/sys/unix"
 )
@@ -29,23 +31,30 @@ func monitorMain() {
 	if err := userns.WaitMapped(); err != nil {
 		fail(err)
 	}
+	start := trace.Started("userns")
 	c, err := receiveConfig()
 	if err != nil {
 		fail(err)
 	}
 	lock := inheritedFile(envLockFD)
 	console := inheritedFile(envConsoleFD)
-	code, err := monitor(c, console)
+	var exited time.Time
+	code, err := monitor(c, console, start, &exited)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "Error: %v\n", err)
 	}
 	if lock != nil {
 		lock.Close()
 	}
+	if !exited.IsZero() {
+		trace.Phase("monitor-exit", exited)
+	}
 	os.Exit(code)
 }
 
-func monitor(c *Config, console *os.File) (code int, err error) {
+// monitor runs the container c; the trace's phase "mount" runs from
+// start, and the time the container's init ended goes to *exited.
+func monitor(c *Config, console *os.File, start time.Time, exited *time.Time) (code int, err error) {
 	root := filepath.Dir(filepath.Dir(c.StateDir))
 	ReapStale(root, nil)
 	defer func() {
@@ -69,7 +78,9 @@ func monitor(c *Config, console *os.File) (code int, err error) {
 	// mount namespace is gone too; removing the state dir then cannot
 	// reach through it.
 	defer unix.Unmount(merged, unix.MNT_DETACH)
+	trace.Phase("mount", start)
 
+	started := time.Now() // the spawn time reexec passes on for init-start
 	cmd := reexec.Command(entryInit, "urun-init")
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWCGROUP)
@@ -110,6 +121,8 @@ func monitor(c *Config, console *os.File) (code int, err error) {
 		}
 	}()
 	err = cmd.Wait()
+	*exited = time.Now()
+	trace.Span("container", started, *exited)
 	var ee *exec.ExitError
 	if err != nil && !errors.As(err, &ee) {
 		return ExitSetup, err

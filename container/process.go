@@ -9,7 +9,9 @@ import (
 	"runtime"
 	"strings"
 	"syscall"
+	"time"
 
+	"github.com/urun-dev/urun/internal/trace"
 	"golang.org/x/sys/unix"
 )
 
@@ -107,6 +109,7 @@ func checkExecutable(p string) error {
 // identity, terminal, working directory, security settings, execve. It
 // returns only on error.
 func execProcess(c *Config, console *os.File) error {
+	start := time.Now()
 	id, err := resolveIdentity(c)
 	if err != nil {
 		return &ExitError{ExitCannotRun, err} // podman's code for an unknown user
@@ -162,6 +165,7 @@ func execProcess(c *Config, console *os.File) error {
 	if err := os.Chdir(workdir); err != nil {
 		return &ExitError{ExitCannotRun, fmt.Errorf("chdir to working directory %s: %w", workdir, err)}
 	}
+	trace.Phase("exec-setup", start)
 	err = unix.Exec(exe, c.Args, env)
 	if errors.Is(err, unix.ENOENT) {
 		return &ExitError{ExitNotFound, fmt.Errorf("executable file `%s`: %w: OCI runtime attempted to invoke a command that was not found", exe, err)}

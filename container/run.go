@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/urun-dev/urun/internal/reexec"
+	"github.com/urun-dev/urun/internal/trace"
 	"github.com/urun-dev/urun/userns"
 	"golang.org/x/sys/unix"
 )
@@ -148,6 +149,7 @@ func (h *Handle) Run(ctx context.Context) (int, error) {
 		return ExitSetup, err
 	}
 
+	trace.Step("cli")
 	cmd := reexec.Command(entryMonitor, "urun-monitor")
 	cmd.Stdout, cmd.Stderr = o.Stdout, o.Stderr
 	if c.Interactive && !c.TTY {
@@ -215,6 +217,7 @@ func (h *Handle) Run(ctx context.Context) (int, error) {
 		cmd.Process.Kill()
 	}()
 	err = cmd.Wait()
+	trace.Mark()
 	if console != nil {
 		console.local.Close()
 		<-relayed

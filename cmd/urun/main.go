@@ -12,6 +12,7 @@ import (
 	"github.com/urun-dev/urun/container"
 	"github.com/urun-dev/urun/image"
 	"github.com/urun-dev/urun/internal/reexec"
+	"github.com/urun-dev/urun/internal/trace"
 )
 
 // exitCodeError ends urun with a code (and a message when Err is set).
@@ -53,12 +54,16 @@ type cli struct {
 }
 
 func main() {
+	trace.Open()
+	trace.Main()
 	container.Register()
 	registerStoreEntry()
 	if image.Init() || reexec.Init() {
 		return
 	}
-	os.Exit(run(os.Args[1:]))
+	code := run(os.Args[1:])
+	trace.SinceMark("teardown")
+	os.Exit(code)
 }
 
 // run parses args, runs the command and returns the exit code: the

@@ -10,6 +10,7 @@ import (
 
 	"github.com/urun-dev/urun/container"
 	"github.com/urun-dev/urun/image"
+	"github.com/urun-dev/urun/internal/trace"
 	"github.com/urun-dev/urun/userns"
 )
 
@@ -84,7 +85,9 @@ func (r *runCmd) runImage(ctx context.Context, g *globals, c *container.Config, 
 		return container.ExitSetup, err
 	}
 	defer h.Close()
+	trace.Step("cli")
 	p, err := prepareImage(ctx, g, c.Image, prepareOptions{Pull: pull, TLSVerify: r.TLSVerify, ID: c.ID})
+	trace.Step("store")
 	if err != nil {
 		h.Abort()
 		return container.ExitSetup, err

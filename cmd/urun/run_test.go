@@ -575,3 +575,43 @@ func alive(pid int) bool {
 	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
 	return len(f) > 0 && f[0] != "Z"
 }
+
+// TestRunTrace: URUN_TRACE=FILE gets the phases of every urun process of
+// a container's start, the container's init included.
+func TestRunTrace(t *testing.T) {
+	e := newEnv(t)
+	name := filepath.Join(t.TempDir(), "trace")
+	for _, flags := range [][]string{{"--rm"}, {"--rm", "--init"}, {"--rm", "--userns=keep-id"}} {
+		if os.Getuid() == 0 && flags[len(flags)-1] == "--userns=keep-id" {
+			continue // keep-id needs subordinate ids of an ordinary user
+		}
+		os.Remove(name)
+		cmd := e.command(context.Background(), append(flags, "--", "true")...)
+		cmd.Env = append(os.Environ(), "URUN_TRACE="+name, fmt.Sprintf("URUN_TRACE_START=%d", time.Now().UnixNano()))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v: %s", flags, err, out)
+		}
+		b, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]bool{}
+		for l := range strings.Lines(string(b)) {
+			var phase string
+			var ms float64
+			if _, err := fmt.Sscanf(l, "phase=%s ms=%f", &phase, &ms); err != nil || ms < 0 {
+				t.Fatalf("%v: bad trace line %q: %v", flags, l, err)
+			}
+			got[phase] = true
+		}
+		want := []string{"start", "cli", "userns", "mount", "init-start", "init-setup", "exec-setup", "container", "monitor-exit", "teardown"}
+		if flags[len(flags)-1] == "--init" {
+			want = append(want, "exec-start")
+		}
+		for _, w := range want {
+			if !got[w] {
+				t.Errorf("%v: no phase %s in the trace:\n%s", flags, w, b)
+			}
+		}
+	}
+}

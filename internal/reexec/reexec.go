@@ -14,6 +14,8 @@ import (
 	"os/exec"
 	"sync"
 	"syscall"
+
+	"github.com/urun-dev/urun/internal/trace"
 )
 
 // envName carries the entry point's name to the child.
@@ -78,7 +80,8 @@ func Again() error {
 // args (args[0] becomes the child's argv[0], shown by ps). The caller
 // adds SysProcAttr, files and I/O. The environment is the parent's plus
 // the entry's name; the caller may replace cmd.Env but must keep the
-// last element.
+// last element. The trace (URUN_TRACE), if any, is passed down as the
+// first of cmd.ExtraFiles.
 func Command(name string, args ...string) *exec.Cmd {
 	cmd := &exec.Cmd{
 		Path: "/proc/self/exe",
@@ -88,5 +91,6 @@ func Command(name string, args ...string) *exec.Cmd {
 	if len(cmd.Args) == 0 {
 		cmd.Args = []string{name}
 	}
+	trace.Pass(cmd)
 	return cmd
 }

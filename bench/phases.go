@@ -1,0 +1,160 @@
+package bench
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// urun reports its own phases with URUN_TRACE=FILE (see internal/trace):
+// one line "phase=NAME ms=DURATION start=NS pid=PID" per phase and
+// process. The runtime part gives each urun sample a fresh trace file and
+// URUN_TRACE_START (set by timeCommand just before the exec), and reports
+// the median of each phase.
+
+// envTrace and envTraceStart are urun's trace variables.
+const (
+	envTrace      = "URUN_TRACE"
+	envTraceStart = "URUN_TRACE_START"
+)
+
+// urunPhase is one line of the breakdown: a phase urun records, or one
+// the bench derives (command, other).
+type urunPhase struct {
+	name, what string
+	part       bool // inside "container", not added to the total again
+}
+
+var urunPhases = []urunPhase{
+	{"start", "exec of the CLI and Go's start-up (runtime and package init) until main", false},
+	{"cli", "flags, container state and lock, user namespace plan", false},
+	{"store", "image store step: container record of the image (urun runs itself in a user namespace of its own)", false},
+	{"userns", "monitor: clone into the user namespace, newuidmap/newgidmap, exec and start-up until its maps are written", false},
+	{"mount", "monitor: stale state, mount namespace, FUSE mount of the rootfs", false},
+	{"container", "monitor: from starting the container's init until it exits (the next four)", false},
+	{"init-start", "init: clone into pid/mount/net/… namespaces, exec and start-up", true},
+	{"init-setup", "init: mounts (/proc, /dev, /sys, binds), pivot_root, hostname, loopback", true},
+	{"exec-setup", "init: user, capabilities, seccomp, PATH look-up, until execve", true},
+	{"command", "the command itself, from execve until the monitor sees it end (derived)", true},
+	{"monitor-exit", "monitor: unmount, state removal, exit", false},
+	{"teardown", "CLI: from the monitor's end to its exit (--rm: the store record's removal)", false},
+	{"other", "end to end minus the phases above: process exits and reaping (derived)", false},
+}
+
+// readTrace sums the durations of each phase in urun's trace file.
+func readTrace(r io.Reader) (map[string]float64, error) {
+	out := map[string]float64{}
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		var name string
+		ms := -1.0
+		for f := range strings.FieldsSeq(sc.Text()) {
+			k, v, _ := strings.Cut(f, "=")
+			switch k {
+			case "phase":
+				name = v
+			case "ms":
+				x, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					return nil, fmt.Errorf("trace line %q: %w", sc.Text(), err)
+				}
+				ms = x
+			}
+		}
+		if name == "" || ms < 0 {
+			return nil, fmt.Errorf("trace line %q: want phase=NAME ms=DURATION", sc.Text())
+		}
+		out[name] += ms
+	}
+	return out, sc.Err()
+}
+
+// tracePhases reads the trace of one sample of total duration total, and
+// adds the derived phases.
+func tracePhases(path string, total time.Duration) (map[string]float64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("urun's trace: %w", err)
+	}
+	defer f.Close()
+	ph, err := readTrace(f)
+	if err != nil {
+		return nil, err
+	}
+	if c, ok := ph["container"]; ok {
+		ph["command"] = c - ph["init-start"] - ph["init-setup"] - ph["exec-setup"]
+	}
+	sum := 0.0
+	for _, p := range urunPhases {
+		if !p.part && p.name != "other" {
+			sum += ph[p.name]
+		}
+	}
+	ph["other"] = float64(total.Nanoseconds())/1e6 - sum
+	return ph, nil
+}
+
+// writePhases prints the median of each phase of the urun runtimes.
+func (r *Report) writePhases(p func(string, ...any)) {
+	var rs []*Result
+	for _, x := range r.Runtime {
+		if len(x.Phases) > 0 {
+			rs = append(rs, x)
+		}
+	}
+	if len(rs) == 0 {
+		return
+	}
+	p("### Where urun's time goes (median ms per phase, `URUN_TRACE`)\n\n| phase | what |")
+	for _, x := range rs {
+		p(" %s |", r.rtLabel(x.Impl))
+	}
+	p("\n|---|---|")
+	for range rs {
+		p("---|")
+	}
+	p("\n")
+	for _, ph := range urunPhases {
+		name := ph.name
+		if ph.part {
+			name = "↳ " + name
+		}
+		p("| %s | %s |", name, ph.what)
+		for _, x := range rs {
+			if v, ok := x.Phases[ph.name]; ok && len(v) > 0 {
+				p(" %.1f |", medianFloat(v))
+			} else {
+				p(" – |")
+			}
+		}
+		p("\n")
+	}
+	p("| **total** | end to end |")
+	for _, x := range rs {
+		p(" **%.1f** |", float64(x.Median.Nanoseconds())/1e6)
+	}
+	p("\n\n")
+}
+
+func (r *Report) rtLabel(impl string) string {
+	for _, i := range r.RTImpls {
+		if i.Name == impl {
+			return i.Label
+		}
+	}
+	return impl
+}
+
+func medianFloat(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
