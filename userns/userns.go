@@ -14,7 +14,6 @@ import (
 	"syscall"
 	"unsafe"
 
-	"github.com/urun-dev/urun/internal/reexec"
 	"golang.org/x/sys/unix"
 )
 
@@ -114,6 +113,14 @@ func Start(cmd *exec.Cmd, m Maps) error {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
 	cmd.SysProcAttr.Cloneflags |= unix.CLONE_NEWUSER
+	// The child's execve comes before its maps: as an unmapped uid it
+	// would lose its capabilities in the namespace, unless they are
+	// ambient (see WaitMapped).
+	caps, err := allCaps()
+	if err != nil {
+		return fmt.Errorf("capabilities for the user namespace's child: %w", err)
+	}
+	cmd.SysProcAttr.AmbientCaps = caps
 	cmd.ExtraFiles = append(cmd.ExtraFiles, r)
 	if cmd.Env == nil {
 		cmd.Env = os.Environ()
@@ -139,20 +146,16 @@ func Start(cmd *exec.Cmd, m Maps) error {
 	return nil
 }
 
-// mappedEnv marks the second run of a child, after its maps are written.
-const mappedEnv = "_URUN_USERNS_MAPPED"
-
 // WaitMapped blocks the child started by Start until its maps are
-// written, then executes the child's entry point again: the kernel
-// computed the capabilities of the first execve before the child had a
-// uid inside, so it has none until it executes again as uid 0. It returns
-// nil in that second run (and in a process not started by Start), and an
-// error if the parent gave up (the child should exit).
+// written. The child keeps the capabilities it was created with in the
+// new namespace: the kernel computed those of its execve before it had a
+// uid inside, which would have left it none, so Start raised them all as
+// ambient capabilities, which an execve keeps; WaitMapped then clears the
+// ambient and inheritable sets again (the capabilities stay permitted
+// and effective), so that they reach no further program. It returns nil
+// in a process not started by Start, and an error if the parent gave up
+// (the child should exit).
 func WaitMapped() error {
-	if v := os.Getenv(mappedEnv); v != "" {
-		os.Unsetenv(mappedEnv)
-		return restoreDeathSignal(v)
-	}
 	v := os.Getenv(syncEnv)
 	if v == "" {
 		return nil
@@ -168,33 +171,61 @@ func WaitMapped() error {
 	if n, _ := f.Read(b[:]); n != 1 {
 		return errors.New("the parent did not finish the user namespace maps")
 	}
-	f.Close()
-	// The second execve gains capabilities, and the kernel clears the
-	// parent-death signal on such a change of credentials: pass it on.
-	var sig int
-	if err := unix.Prctl(unix.PR_GET_PDEATHSIG, uintptr(unsafe.Pointer(&sig)), 0, 0, 0); err != nil {
-		return os.NewSyscallError("prctl(PR_GET_PDEATHSIG)", err)
-	}
-	os.Setenv(mappedEnv, fmt.Sprintf("%d:%d", sig, os.Getppid()))
-	return reexec.Again()
+	return dropInheritable()
 }
 
-// restoreDeathSignal sets the parent-death signal v ("SIG:PPID") recorded
-// before the second execve, and ends the process if the parent died in
-// between.
-func restoreDeathSignal(v string) error {
-	var sig, ppid int
-	if _, err := fmt.Sscanf(v, "%d:%d", &sig, &ppid); err != nil {
-		return fmt.Errorf("%s=%q: %w", mappedEnv, v, err)
+// allCaps lists every capability the kernel knows, for AmbientCaps.
+func allCaps() ([]uintptr, error) {
+	b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
+	if err != nil {
+		return nil, err
 	}
-	if sig == 0 {
-		return nil
+	last, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || last < 0 || last > 63 {
+		return nil, fmt.Errorf("/proc/sys/kernel/cap_last_cap: %q: not a capability number", b)
 	}
-	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(sig), 0, 0, 0); err != nil {
-		return os.NewSyscallError("prctl(PR_SET_PDEATHSIG)", err)
+	caps := make([]uintptr, last+1)
+	for i := range caps {
+		caps[i] = uintptr(i)
 	}
-	if os.Getppid() != ppid {
-		os.Exit(128 + sig)
+	return caps, nil
+}
+
+// capHeader and capData are dropInheritable's arguments of capset, in
+// static memory: AllThreadsSyscall takes them as plain numbers, which the
+// garbage collector would not keep (and a stack could move).
+var (
+	capHeader unix.CapUserHeader
+	capData   [2]unix.CapUserData
+)
+
+// dropInheritable clears the ambient and inheritable capability sets of
+// every thread of the process (capabilities are per thread, and a
+// program may be started from any). Without AllThreadsSyscall (a binary
+// built with cgo) it clears those of the calling thread only.
+func dropInheritable() error {
+	hdr, data := &capHeader, &capData
+	*hdr = unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	if err := unix.Capget(hdr, &data[0]); err != nil {
+		return os.NewSyscallError("capget", err)
+	}
+	data[0].Inheritable, data[1].Inheritable = 0, 0
+	calls := []struct {
+		name string
+		trap uintptr
+		args [3]uintptr
+	}{
+		{"prctl(PR_CAP_AMBIENT_CLEAR_ALL)", unix.SYS_PRCTL, [3]uintptr{unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0}},
+		{"capset", unix.SYS_CAPSET, [3]uintptr{uintptr(unsafe.Pointer(hdr)), uintptr(unsafe.Pointer(&data[0])), 0}},
+	}
+	for _, c := range calls {
+		_, _, errno := syscall.AllThreadsSyscall(c.trap, c.args[0], c.args[1], c.args[2])
+		if errno == unix.ENOTSUP {
+			_, _, errno = unix.RawSyscall(c.trap, c.args[0], c.args[1], c.args[2])
+		}
+		if errno != 0 {
+			return os.NewSyscallError(c.name, errno)
+		}
 	}
 	return nil
 }
