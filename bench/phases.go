@@ -27,17 +27,21 @@ const (
 // the bench derives (command, other).
 type urunPhase struct {
 	name, what string
-	part       bool // inside "container", not added to the total again
+	part       bool // inside or beside another phase, not added to the total
 }
 
 var urunPhases = []urunPhase{
 	{"start", "exec of the CLI and Go's start-up (runtime and package init) until main", false},
 	{"cli", "flags, container state and lock, user namespace plan", false},
-	{"store", "image store step: container record of the image (urun runs itself in a user namespace of its own)", false},
 	{"userns", "monitor: clone into the user namespace, newuidmap/newgidmap, exec and start-up until its maps are written", false},
-	{"mount", "monitor: stale state, mount namespace, FUSE mount of the rootfs", false},
-	{"container", "monitor: from starting the container's init until it exits (the next four)", false},
-	{"init-start", "init: clone into pid/mount/net/… namespaces, exec and start-up", true},
+	{"store", "monitor: the image store step (the container's init started first)", false},
+	{"store-open", "open the store (containers-storage: its JSON files, the overlay driver)", true},
+	{"store-image", "look the image up (pull if needed)", true},
+	{"store-record", "the container record and its writable layer", true},
+	{"mount", "monitor: stale state, mount namespace, FUSE mount of the rootfs (and the container's init started, for --rootfs)", false},
+	{"init-start", "init: clone into pid/mount/net/… namespaces, exec and start-up (while the monitor mounts)", true},
+	{"init-wait", "init: waiting for the monitor's mount", true},
+	{"container", "monitor: from sending the init its config until it exits (the next three, and the hand-over)", false},
 	{"init-setup", "init: mounts (/proc, /dev, /sys, binds), pivot_root, hostname, loopback", true},
 	{"exec-setup", "init: user, capabilities, seccomp, PATH look-up, until execve", true},
 	{"command", "the command itself, from execve until the monitor sees it end (derived)", true},
@@ -46,32 +50,40 @@ var urunPhases = []urunPhase{
 	{"other", "end to end minus the phases above: process exits and reaping (derived)", false},
 }
 
-// readTrace sums the durations of each phase in urun's trace file.
-func readTrace(r io.Reader) (map[string]float64, error) {
-	out := map[string]float64{}
+// readTrace sums the durations of each phase in urun's trace file, and
+// gives the end of each (the last one's, in ms since the epoch).
+func readTrace(r io.Reader) (sum, end map[string]float64, err error) {
+	sum, end = map[string]float64{}, map[string]float64{}
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		var name string
-		ms := -1.0
+		ms, start := -1.0, -1.0
 		for f := range strings.FieldsSeq(sc.Text()) {
 			k, v, _ := strings.Cut(f, "=")
 			switch k {
 			case "phase":
 				name = v
-			case "ms":
+			case "ms", "start":
 				x, err := strconv.ParseFloat(v, 64)
 				if err != nil {
-					return nil, fmt.Errorf("trace line %q: %w", sc.Text(), err)
+					return nil, nil, fmt.Errorf("trace line %q: %w", sc.Text(), err)
 				}
-				ms = x
+				if k == "ms" {
+					ms = x
+				} else {
+					start = x / 1e6
+				}
 			}
 		}
 		if name == "" || ms < 0 {
-			return nil, fmt.Errorf("trace line %q: want phase=NAME ms=DURATION", sc.Text())
+			return nil, nil, fmt.Errorf("trace line %q: want phase=NAME ms=DURATION", sc.Text())
 		}
-		out[name] += ms
+		sum[name] += ms
+		if start >= 0 {
+			end[name] = max(end[name], start+ms)
+		}
 	}
-	return out, sc.Err()
+	return sum, end, sc.Err()
 }
 
 // tracePhases reads the trace of one sample of total duration total, and
@@ -82,12 +94,12 @@ func tracePhases(path string, total time.Duration) (map[string]float64, error) {
 		return nil, fmt.Errorf("urun's trace: %w", err)
 	}
 	defer f.Close()
-	ph, err := readTrace(f)
+	ph, end, err := readTrace(f)
 	if err != nil {
 		return nil, err
 	}
-	if c, ok := ph["container"]; ok {
-		ph["command"] = c - ph["init-start"] - ph["init-setup"] - ph["exec-setup"]
+	if c, e := end["container"], end["exec-setup"]; c > 0 && e > 0 {
+		ph["command"] = c - e
 	}
 	sum := 0.0
 	for _, p := range urunPhases {

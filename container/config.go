@@ -1,9 +1,10 @@
 package container
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 
-	"bytes"
 	"strings"
 
 	"github.com/urun-dev/urun/capability"
@@ -29,8 +30,12 @@ type Config struct {
 	// StateDir.
 	Upper, Work string
 	// Image names the image of a container whose layers, upper and work
-	// directories are a record of the image store (whose ID is ID).
-	Image string
+	// directories are a record of the image store (whose ID is ID); the
+	// monitor makes the record and fills in the layers and the process
+	// from the image (see Images). ImageOptions are the binary's own
+	// settings of that step, opaque here.
+	Image        string
+	ImageOptions json.RawMessage `json:",omitempty"`
 
 	// Args is the command and its arguments; Env the environment
 	// (KEY=VALUE) before the user's HOME is filled in.
@@ -105,6 +110,14 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("no root filesystem: give --rootfs DIR")
 	}
 	return c.validateSettings()
+}
+
+// fillDefaults sets what follows from the other settings once the image
+// is known: a keep-id container runs as the caller unless a user is set.
+func (c *Config) fillDefaults() {
+	if c.KeepID != nil && c.User == "" {
+		c.User = fmt.Sprintf("%d:%d", c.KeepID.UID, c.KeepID.GID)
+	}
 }
 
 // validateSettings checks what does not depend on the image: hostname,

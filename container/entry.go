@@ -1,6 +1,7 @@
 package container
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -20,9 +21,30 @@ const (
 	entryExec    = "urun-exec"
 )
 
+// Images is the image store as the monitor of a container from an image
+// uses it, inside the user namespace.
+type Images interface {
+	// Prepare makes the store record c.ID of the image c.Image (pulled
+	// as c.ImageOptions say) and fills in c's layers, upper and work
+	// directories, and its process from the image's config.
+	Prepare(ctx context.Context, c *Config) error
+	// Release removes the store record of container c, if it has one.
+	Release(c *Config) error
+	Close() error
+}
+
+// OpenImages opens the image store for container c (c.ImageOptions say
+// where it is).
+type OpenImages func(ctx context.Context, c *Config) (Images, error)
+
+// openImages is Register's argument, set before any goroutine runs.
+var openImages OpenImages
+
 // Register adds the container's entry points to the binary; main and
-// TestMain call it before reexec.Init.
-func Register() {
+// TestMain call it before reexec.Init. images opens the image store for
+// containers from images (nil: the binary runs none).
+func Register(images OpenImages) {
+	openImages = images
 	reexec.Register(entryMonitor, monitorMain)
 	reexec.Register(entryInit, initMain)
 	reexec.Register(entryExec, execMain)

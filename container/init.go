@@ -6,6 +6,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/urun-dev/urun/internal/reexec"
 	"github.com/urun-dev/urun/internal/trace"
@@ -21,6 +22,9 @@ func initMain() {
 	if err != nil {
 		fail(err)
 	}
+	// Waiting for the monitor's mount, which it makes meanwhile.
+	trace.Phase("init-wait", start)
+	start = time.Now()
 	console := inheritedFile(envConsoleFD)
 	unix.Umask(0o022)
 	if err := setupContainer(c); err != nil {

@@ -1,6 +1,7 @@
 package container
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -56,31 +57,55 @@ func monitorMain() {
 // start, and the time the container's init ended goes to *exited.
 func monitor(c *Config, console *os.File, start time.Time, exited *time.Time) (code int, err error) {
 	root := filepath.Dir(filepath.Dir(c.StateDir))
-	ReapStale(root, nil)
+	// Until the container's command runs, a failure removes what this
+	// start made (the state, an image's store record), as --rm does
+	// after it ran.
+	running := false
+	var images Images
 	defer func() {
-		// An image's container goes with its store record, which the
-		// CLI removes from the store's side.
-		if c.Remove && c.Image == "" {
-			if rerr := removeState(root, c); rerr != nil && err == nil {
-				err = fmt.Errorf("remove container %s: %w", c.ID, rerr)
+		if images != nil {
+			defer images.Close()
+		}
+		if running && !c.Remove {
+			return
+		}
+		if images != nil {
+			// The state goes only with the record: ReapStale of a later
+			// start retries both.
+			if rerr := images.Release(c); rerr != nil {
+				if err == nil {
+					err = fmt.Errorf("remove container %s: %w", c.ID, rerr)
+				}
+				return
 			}
+		}
+		if rerr := removeState(root, c); rerr != nil && err == nil {
+			err = fmt.Errorf("remove container %s: %w", c.ID, rerr)
 		}
 	}()
 	// Host mount events still reach us; ours never reach the host.
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
 		return ExitSetup, os.NewSyscallError("make / a slave mount", err)
 	}
+	// The container's init starts at once, and runs Go's start-up while
+	// we prepare the image and mount its root filesystem: it waits for
+	// its config, which we send once the mount is there. Its mount
+	// namespace is a copy of ours taken now, so the mount reaches it by
+	// propagation: the state directory is a shared mount (a bind of
+	// itself) before the copy.
 	merged := filepath.Join(c.StateDir, "merged")
-	if err := mountRootfs(c, merged); err != nil {
-		return ExitSetup, err
+	if err := unix.Mount(c.StateDir, c.StateDir, "", unix.MS_BIND, ""); err != nil {
+		return ExitSetup, &os.PathError{Op: "bind mount", Path: c.StateDir, Err: err}
 	}
-	// A lazy unmount: the kernel drops the mount once the container's
-	// mount namespace is gone too; removing the state dir then cannot
-	// reach through it.
-	defer unix.Unmount(merged, unix.MNT_DETACH)
-	trace.Phase("mount", start)
+	// Lazy unmounts (the rootfs, then the bind): the kernel drops the
+	// mounts once the container's mount namespace is gone too; removing
+	// the state dir then cannot reach through them.
+	defer unmountAll(c.StateDir)
+	defer unmountAll(merged)
+	if err := unix.Mount("", c.StateDir, "", unix.MS_SHARED, ""); err != nil {
+		return ExitSetup, &os.PathError{Op: "make shared", Path: c.StateDir, Err: err}
+	}
 
-	started := time.Now() // the spawn time reexec passes on for init-start
 	cmd := reexec.Command(entryInit, "urun-init")
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWCGROUP)
@@ -103,18 +128,41 @@ func monitor(c *Config, console *os.File, start time.Time, exited *time.Time) (c
 		return ExitSetup, err
 	}
 	passFile(cmd, envConsoleFD, console)
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, forwarded...)
-	defer signal.Stop(sigs)
 	if err := cmd.Start(); err != nil {
 		return ExitSetup, fmt.Errorf("start the container's init: %w", err)
 	}
 	if console != nil {
 		console.Close()
 	}
+	ready := func() error {
+		if c.Image == "" {
+			ReapStale(root, nil)
+			return mountRootfs(c, merged)
+		}
+		var err error
+		images, err = prepareImage(c, root)
+		trace.Phase("store", start)
+		if err != nil {
+			return err
+		}
+		start = time.Now()
+		return mountRootfs(c, merged)
+	}
+	if err := ready(); err != nil {
+		// init has its config pipe's read end only: killed, it ends.
+		cmd.Process.Kill()
+		cmd.Wait()
+		return ExitSetup, err
+	}
+	trace.Phase("mount", start)
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, forwarded...)
+	defer signal.Stop(sigs)
+	sent := time.Now()
 	if err := write(); err != nil {
 		cmd.Process.Kill()
 	}
+	running = true
 	go func() {
 		for s := range sigs {
 			cmd.Process.Signal(s)
@@ -122,12 +170,43 @@ func monitor(c *Config, console *os.File, start time.Time, exited *time.Time) (c
 	}()
 	err = cmd.Wait()
 	*exited = time.Now()
-	trace.Span("container", started, *exited)
+	trace.Span("container", sent, *exited)
 	var ee *exec.ExitError
 	if err != nil && !errors.As(err, &ee) {
 		return ExitSetup, err
 	}
 	return exitCode(cmd.ProcessState.Sys().(syscall.WaitStatus)), nil
+}
+
+// prepareImage opens the image store (the binary's Images, see
+// Register), removes what killed containers from images left there,
+// makes c's store record and fills in c from the image. The caller
+// releases the record (on error too) and closes the Images returned,
+// which is not nil once the store is open.
+func prepareImage(c *Config, root string) (Images, error) {
+	if openImages == nil {
+		return nil, errors.New("this urun binary cannot run containers from images")
+	}
+	// SIGINT, SIGTERM and SIGHUP (passed on by the CLI) end a pull
+	// cleanly: an interrupted pull stores nothing.
+	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM, unix.SIGHUP)
+	defer stop()
+	images, err := openImages(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	ReapStale(root, images.Release)
+	if err := images.Prepare(ctx, c); err != nil {
+		return images, err
+	}
+	c.fillDefaults()
+	if err := c.Validate(); err != nil {
+		return images, err
+	}
+	if err := writeConfig(c); err != nil {
+		return images, err
+	}
+	return images, nil
 }
 
 // mountRootfs serves the union of c's layers (and its upper) at merged,
@@ -178,6 +257,12 @@ func closeOnExecFUSE() error {
 		unix.CloseOnExec(fd)
 	}
 	return nil
+}
+
+// unmountAll lazily unmounts every mount stacked at dir.
+func unmountAll(dir string) {
+	for unix.Unmount(dir, unix.MNT_DETACH) == nil {
+	}
 }
 
 func sysIDMap(m []userns.Mapping) []syscall.SysProcIDMap {

@@ -38,10 +38,14 @@ type Handle struct {
 
 // Run runs the container c to its end and returns the exit code urun
 // should end with: the command's own, 126/127 when it cannot be run, 125
-// with an error when urun failed, 128+N when signal N killed it.
+// with an error when urun failed, 128+N when signal N killed it. A
+// container from an image (c.Image) gets its layers and command in the
+// monitor, from the binary's Images (see Register).
 func Run(ctx context.Context, c *Config, o RunOptions) (int, error) {
-	if err := c.Validate(); err != nil {
-		return ExitSetup, err
+	if c.Image == "" {
+		if err := c.Validate(); err != nil {
+			return ExitSetup, err
+		}
 	}
 	h, err := Create(c, o)
 	if err != nil {
@@ -53,8 +57,8 @@ func Run(ctx context.Context, c *Config, o RunOptions) (int, error) {
 
 // Create makes the state of container c: its id (unless set), its
 // directory below o.Root, its name, the user namespace's maps; the
-// returned Handle holds the state's lock. The caller may still fill in
-// the layers and the command (from an image) before Run.
+// returned Handle holds the state's lock. The caller may still change c
+// before Run.
 func Create(c *Config, o RunOptions) (*Handle, error) {
 	if err := c.validateSettings(); err != nil {
 		return nil, err
@@ -113,13 +117,6 @@ func (h *Handle) Abort() error {
 	return removeState(h.o.Root, h.c)
 }
 
-// Remove removes the state of an image-backed container that ran with
-// --rm, once its store record is gone (the monitor leaves it for this, so
-// that a container killed in between is found by ReapStale).
-func (h *Handle) Remove() error {
-	return removeState(h.o.Root, h.c)
-}
-
 // Close lets go of the container's lock: from then on it is not running.
 func (h *Handle) Close() error { return h.lock.Close() }
 
@@ -127,22 +124,23 @@ func (h *Handle) Close() error { return h.lock.Close() }
 // caller then removes (an image-backed --rm container) and closes h.
 func (h *Handle) Run(ctx context.Context) (int, error) {
 	c, o, lock := h.c, h.o, h.lock
-	if err := c.Validate(); err != nil {
-		h.Abort()
-		return ExitSetup, err
-	}
-	for _, l := range c.Layers {
-		st, err := os.Stat(l)
-		if err == nil && !st.IsDir() {
-			err = fmt.Errorf("rootfs %s: not a directory", l)
-		}
-		if err != nil {
+	if c.Image == "" {
+		// An image's layers and command come in the monitor.
+		if err := c.Validate(); err != nil {
 			h.Abort()
-			return ExitSetup, fmt.Errorf("rootfs: %w", err)
+			return ExitSetup, err
 		}
-	}
-	if c.KeepID != nil && c.User == "" {
-		c.User = fmt.Sprintf("%d:%d", c.KeepID.UID, c.KeepID.GID)
+		for _, l := range c.Layers {
+			st, err := os.Stat(l)
+			if err == nil && !st.IsDir() {
+				err = fmt.Errorf("rootfs %s: not a directory", l)
+			}
+			if err != nil {
+				h.Abort()
+				return ExitSetup, fmt.Errorf("rootfs: %w", err)
+			}
+		}
+		c.fillDefaults()
 	}
 	if err := writeConfig(c); err != nil {
 		h.Abort()

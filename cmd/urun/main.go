@@ -56,7 +56,7 @@ type cli struct {
 func main() {
 	trace.Open()
 	trace.Main()
-	container.Register()
+	container.Register(openImages)
 	registerStoreEntry()
 	if image.Init() || reexec.Init() {
 		return

@@ -8,10 +8,14 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"time"
+
+	"github.com/sirupsen/logrus"
 
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/urun-dev/urun/container"
 	"github.com/urun-dev/urun/image"
+	"github.com/urun-dev/urun/internal/trace"
 )
 
 // preparedImage is what urun run needs of an image: a container record of
@@ -177,21 +181,115 @@ func (c *prepareContainerCmd) prepare(ctx context.Context, g *globals, out **pre
 	}
 	return withStore(ctx, g, func(ctx context.Context, s *image.Store) error {
 		reapStale(g, s)
-		img, err := s.Get(ctx, c.Image, policy, po)
-		if err != nil {
-			return err
-		}
-		ctr, err := s.NewContainerID(ctx, img, c.ID, c.Name)
-		if err != nil {
-			return err
-		}
-		*out = &preparedImage{
-			ImageID: img.ID, ContainerID: ctr.ID, Lowers: ctr.Lowers(), Upper: ctr.Upper(), Work: ctr.Work(),
-			Config: ctr.Config(), Platform: ctr.Platform(),
-		}
-		return nil
+		p, err := newRecord(ctx, s, c.Image, policy, po, c.ID, c.Name)
+		*out = p
+		return err
 	})
 }
+
+// newRecord makes a container record (called id and name, "" for the
+// store's choice and none) of the image called name, pulled as policy
+// says.
+func newRecord(ctx context.Context, s *image.Store, name string, policy image.PullPolicy, po image.PullOptions, id, ctrName string) (*preparedImage, error) {
+	img, err := s.Get(ctx, name, policy, po)
+	if err != nil {
+		return nil, err
+	}
+	return newRecordOf(ctx, s, img, id, ctrName)
+}
+
+// newRecordOf makes a container record of img (see newRecord).
+func newRecordOf(ctx context.Context, s *image.Store, img *image.Image, id, ctrName string) (*preparedImage, error) {
+	ctr, err := s.NewContainerID(ctx, img, id, ctrName)
+	if err != nil {
+		return nil, err
+	}
+	return &preparedImage{
+		ImageID: img.ID, ContainerID: ctr.ID, Lowers: ctr.Lowers(), Upper: ctr.Upper(), Work: ctr.Work(),
+		Config: ctr.Config(), Platform: ctr.Platform(),
+	}, nil
+}
+
+// imageRun is how the monitor of a container from an image does the
+// store step (container.Config.ImageOptions), from urun run's flags.
+type imageRun struct {
+	Globals    globals
+	Pull       string
+	TLSVerify  bool
+	Entrypoint *string  // --entrypoint, nil when not given
+	Args       []string // the command after the image: replaces its Cmd
+}
+
+// monitorImages is the image store in the monitor of a container from an
+// image (container.Images): the monitor is root of urun's user namespace
+// already, so the store opens there directly, without the user namespace
+// of its own that withStore makes for the other commands.
+type monitorImages struct {
+	run imageRun
+	s   *image.Store
+}
+
+var _ container.Images = (*monitorImages)(nil)
+
+// openImages is container.OpenImages for urun's store.
+func openImages(ctx context.Context, c *container.Config) (container.Images, error) {
+	start := time.Now()
+	var r imageRun
+	if err := json.Unmarshal(c.ImageOptions, &r); err != nil {
+		return nil, fmt.Errorf("image settings of container %s: %w", c.ID, err)
+	}
+	logrus.SetOutput(os.Stderr)
+	if lvl, err := logrus.ParseLevel(r.Globals.LogLevel); err == nil {
+		logrus.SetLevel(lvl)
+	}
+	o, err := r.Globals.storeOptions()
+	if err != nil {
+		return nil, err
+	}
+	s, err := image.Open(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	trace.Phase("store-open", start)
+	return &monitorImages{run: r, s: s}, nil
+}
+
+func (m *monitorImages) Prepare(ctx context.Context, c *container.Config) error {
+	policy, err := image.ParsePullPolicy(m.run.Pull)
+	if err != nil {
+		return err
+	}
+	po, err := (&pullFlags{TLSVerify: m.run.TLSVerify}).options()
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	img, err := m.s.Get(ctx, c.Image, policy, po)
+	if err != nil {
+		return err
+	}
+	trace.Phase("store-image", start)
+	start = time.Now()
+	p, err := newRecordOf(ctx, m.s, img, c.ID, "")
+	if err != nil {
+		return err
+	}
+	trace.Phase("store-record", start)
+	applyImage(c, p, m.run.Entrypoint, m.run.Args)
+	return nil
+}
+
+// Release removes the record; one that is not there (never made, or
+// removed already) is no error.
+func (m *monitorImages) Release(c *container.Config) error {
+	err := m.s.RemoveContainer(c.ID)
+	if errors.Is(err, image.ErrContainerNotFound) {
+		return nil
+	}
+	return err
+}
+
+func (m *monitorImages) Close() error { return m.s.Close() }
 
 // removeContainerCmd is the hidden command behind removeContainerRecord.
 type removeContainerCmd struct {

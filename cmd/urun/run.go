@@ -10,7 +10,6 @@ import (
 
 	"github.com/urun-dev/urun/container"
 	"github.com/urun-dev/urun/image"
-	"github.com/urun-dev/urun/internal/trace"
 	"github.com/urun-dev/urun/userns"
 )
 
@@ -62,53 +61,48 @@ func (r *runCmd) Run(ctx context.Context, g *globals) error {
 	return nil
 }
 
-// runImage runs a container from the image named by the first argument:
-// its state first (so that a killed urun's record is found and removed
-// by the next), then a container record of the store (pulled as --pull
-// says) with the container's ID, whose layers and image config fill c:
-// entrypoint and command, environment, working directory and user, each
-// overridden by the flags. --rm removes the record, then the state.
+// runImage runs a container from the image named by the first argument.
+// The store step happens in the container's monitor, already root of the
+// user namespace (see monitorImages): its state first (so that a killed
+// urun's record is found and removed by the next), then a container
+// record of the store (pulled as --pull says) with the container's ID,
+// whose layers and image config fill c: entrypoint and command,
+// environment, working directory and user, each overridden by the flags.
+// --rm removes the record, then the state.
 func (r *runCmd) runImage(ctx context.Context, g *globals, c *container.Config, opts container.RunOptions) (int, error) {
 	if len(r.Command) == 0 {
 		return container.ExitSetup, fmt.Errorf("no image given: urun run IMAGE [COMMAND...] (or --rootfs DIR COMMAND...)")
 	}
-	pull, err := image.ParsePullPolicy(r.Pull)
-	if err != nil {
+	if _, err := image.ParsePullPolicy(r.Pull); err != nil {
 		return container.ExitSetup, err
 	}
 	if strings.HasPrefix(r.Command[0], "-") {
 		return container.ExitSetup, fmt.Errorf("unknown flag: %s", r.Command[0])
 	}
 	c.Image = r.Command[0]
-	h, err := container.Create(c, opts)
+	b, err := json.Marshal(imageRun{Globals: *g, Pull: r.Pull, TLSVerify: r.TLSVerify, Entrypoint: r.Entrypoint, Args: r.Command[1:]})
 	if err != nil {
 		return container.ExitSetup, err
 	}
-	defer h.Close()
-	trace.Step("cli")
-	p, err := prepareImage(ctx, g, c.Image, prepareOptions{Pull: pull, TLSVerify: r.TLSVerify, ID: c.ID})
-	trace.Step("store")
-	if err != nil {
-		h.Abort()
-		return container.ExitSetup, err
-	}
-	remove := func() error {
-		if err := removeContainerRecord(context.WithoutCancel(ctx), g, p.ContainerID); err != nil {
-			return fmt.Errorf("remove container %s: %w", p.ContainerID, err)
-		}
-		return h.Remove()
-	}
+	c.ImageOptions = b
+	c.Args = nil
+	return container.Run(ctx, c, opts)
+}
+
+// applyImage fills in c from the image's container record p: the layers,
+// and the process from the image's config under the flags (entrypoint:
+// --entrypoint, nil if not given; args: the command after the image).
+func applyImage(c *container.Config, p *preparedImage, entrypoint *string, args []string) {
 	c.Layers, c.Upper, c.Work = p.Lowers, p.Upper, p.Work
 	ic := p.Config
-	entrypoint := ic.Entrypoint
-	if r.Entrypoint != nil {
-		entrypoint = parseEntrypoint(*r.Entrypoint)
+	ep := ic.Entrypoint
+	if entrypoint != nil {
+		ep = parseEntrypoint(*entrypoint)
 	}
-	args := r.Command[1:]
-	if len(args) == 0 && r.Entrypoint == nil {
+	if len(args) == 0 && entrypoint == nil {
 		args = ic.Cmd
 	}
-	c.Args = append(append([]string(nil), entrypoint...), args...)
+	c.Args = append(append([]string(nil), ep...), args...)
 	c.Env = container.MergeEnv(ic.Env, c.Env)
 	if c.Workdir == "" {
 		c.Workdir = ic.WorkingDir
@@ -116,13 +110,6 @@ func (r *runCmd) runImage(ctx context.Context, g *globals, c *container.Config, 
 	if c.User == "" {
 		c.User = ic.User
 	}
-	code, err := h.Run(ctx)
-	if c.Remove || code == container.ExitSetup && err != nil {
-		if rerr := remove(); rerr != nil && err == nil {
-			err = rerr
-		}
-	}
-	return code, err
 }
 
 // parseEntrypoint reads --entrypoint: a JSON array, or one command.

@@ -604,7 +604,7 @@ func TestRunTrace(t *testing.T) {
 			}
 			got[phase] = true
 		}
-		want := []string{"start", "cli", "userns", "mount", "init-start", "init-setup", "exec-setup", "container", "monitor-exit", "teardown"}
+		want := []string{"start", "cli", "userns", "mount", "init-start", "init-wait", "init-setup", "exec-setup", "container", "monitor-exit", "teardown"}
 		if flags[len(flags)-1] == "--init" {
 			want = append(want, "exec-start")
 		}
