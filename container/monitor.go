@@ -128,27 +128,30 @@ func monitor(c *Config, console *os.File, start time.Time, exited *time.Time) (c
 		return ExitSetup, err
 	}
 	passFile(cmd, envConsoleFD, console)
-	if err := cmd.Start(); err != nil {
-		return ExitSetup, fmt.Errorf("start the container's init: %w", err)
+	// Start returns once the child has executed: the clone of the
+	// namespaces and the execve run beside the store step. The FUSE
+	// mount waits for it, lest the child inherit go-fuse's descriptor.
+	started := make(chan error, 1)
+	go func() { started <- cmd.Start() }()
+	var perr error
+	if c.Image == "" {
+		ReapStale(root, nil)
+	} else {
+		images, perr = prepareImage(c, root)
+		trace.Phase("store", start)
+		start = time.Now()
 	}
+	err = <-started
 	if console != nil {
 		console.Close()
 	}
-	ready := func() error {
-		if c.Image == "" {
-			ReapStale(root, nil)
-			return mountRootfs(c, merged)
-		}
-		var err error
-		images, err = prepareImage(c, root)
-		trace.Phase("store", start)
-		if err != nil {
-			return err
-		}
-		start = time.Now()
-		return mountRootfs(c, merged)
+	if err != nil {
+		return ExitSetup, fmt.Errorf("start the container's init: %w", err)
 	}
-	if err := ready(); err != nil {
+	if perr == nil {
+		perr = mountRootfs(c, merged)
+	}
+	if err := perr; err != nil {
 		// init has its config pipe's read end only: killed, it ends.
 		cmd.Process.Kill()
 		cmd.Wait()

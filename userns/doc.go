@@ -7,7 +7,10 @@
 // The model: the parent starts a child (a re-exec of this binary, see
 // internal/reexec) with CLONE_NEWUSER plus whatever other namespaces it
 // wants, writes the child's maps while the child waits on a sync pipe, then
-// releases it. The child calls WaitMapped first thing.
+// releases it. The child calls WaitMapped first thing. Its capabilities in
+// the namespace survive its execve (made before the maps, as an unmapped
+// uid) as ambient capabilities, which WaitMapped clears again: one execve
+// per namespace.
 //
 // Errors: every failure names what was tried and how to fix it (the sysctl
 // that disables user namespaces, the package that holds newuidmap, the

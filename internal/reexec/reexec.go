@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"sync"
-	"syscall"
 
 	"github.com/urun-dev/urun/internal/trace"
 )
@@ -23,8 +22,7 @@ const envName = "_URUN_REEXEC"
 
 var (
 	mu      sync.Mutex
-	entries = map[string]func(){}
-	current string // the entry point this process runs
+	entries = map[string]func(){} // guarded by mu
 )
 
 // Register makes fn the entry point called name. It panics on a duplicate
@@ -50,7 +48,6 @@ func Init() bool {
 	os.Unsetenv(envName)
 	mu.Lock()
 	fn := entries[name]
-	current = name
 	mu.Unlock()
 	if fn == nil {
 		fmt.Fprintf(os.Stderr, "reexec: no entry point %q in this binary\n", name)
@@ -59,21 +56,6 @@ func Init() bool {
 	fn()
 	os.Exit(0)
 	return true
-}
-
-// Again replaces the process with a fresh run of its entry point, with
-// the same arguments, environment and inherited descriptors: after the
-// user namespace maps are written, only an execve grants the process the
-// capabilities of its new uid 0. It returns only on error.
-func Again() error {
-	mu.Lock()
-	name := current
-	mu.Unlock()
-	if name == "" {
-		return fmt.Errorf("reexec: not running an entry point")
-	}
-	env := append(os.Environ(), envName+"="+name)
-	return &os.PathError{Op: "execve", Path: "/proc/self/exe", Err: syscall.Exec("/proc/self/exe", os.Args, env)}
 }
 
 // Command returns a command that runs entry point name of this binary with
