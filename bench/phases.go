@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -34,19 +35,19 @@ var urunPhases = []urunPhase{
 	{"start", "exec of the CLI and Go's start-up (runtime and package init) until main", false},
 	{"cli", "flags, container state and lock, user namespace plan", false},
 	{"userns", "monitor: clone into the user namespace, newuidmap/newgidmap, exec and start-up until its maps are written", false},
-	{"store", "monitor: the image store step (the container's init started first)", false},
+	{"store", "monitor: the image store step (while the container's init starts)", false},
 	{"store-open", "open the store (containers-storage: its JSON files, the overlay driver)", true},
 	{"store-image", "look the image up (pull if needed)", true},
 	{"store-record", "the container record and its writable layer", true},
-	{"mount", "monitor: stale state, mount namespace, FUSE mount of the rootfs (and the container's init started, for --rootfs)", false},
-	{"init-start", "init: clone into pid/mount/net/… namespaces, exec and start-up (while the monitor mounts)", true},
+	{"mount", "monitor: FUSE mount of the rootfs (--rootfs: also the sweep of stale state)", false},
+	{"init-start", "init: clone into pid/mount/net/… namespaces, exec and start-up (beside store and mount)", true},
 	{"init-wait", "init: waiting for the monitor's mount", true},
 	{"container", "monitor: from sending the init its config until it exits (the next three, and the hand-over)", false},
 	{"init-setup", "init: mounts (/proc, /dev, /sys, binds), pivot_root, hostname, loopback", true},
 	{"exec-setup", "init: user, capabilities, seccomp, PATH look-up, until execve", true},
 	{"command", "the command itself, from execve until the monitor sees it end (derived)", true},
-	{"monitor-exit", "monitor: unmount, state removal, exit", false},
-	{"teardown", "CLI: from the monitor's end to its exit (--rm: the store record's removal)", false},
+	{"monitor-exit", "monitor: unmount, --rm (the store record, the state), exit", false},
+	{"teardown", "CLI: from the monitor's end to its exit", false},
 	{"other", "end to end minus the phases above: process exits and reaping (derived)", false},
 }
 
@@ -87,9 +88,13 @@ func readTrace(r io.Reader) (sum, end map[string]float64, err error) {
 }
 
 // tracePhases reads the trace of one sample of total duration total, and
-// adds the derived phases.
+// adds the derived phases; none (and no error) from a urun too old to
+// write a trace.
 func tracePhases(path string, total time.Duration) (map[string]float64, error) {
 	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("urun's trace: %w", err)
 	}

@@ -36,6 +36,9 @@ phase=teardown ms=0.500 start=11 pid=10
 			t.Errorf("%s = %v, want %v", k, got, want)
 		}
 	}
+	if ph, err := tracePhases(name+".none", time.Second); ph != nil || err != nil {
+		t.Errorf("no trace file: %v, %v; want nothing", ph, err)
+	}
 	for _, bad := range []string{"phase=x\n", "ms=1\n", "phase=x ms=y\n"} {
 		if _, _, err := readTrace(strings.NewReader(bad)); err == nil {
 			t.Errorf("readTrace(%q): no error", bad)

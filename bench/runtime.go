@@ -54,8 +54,8 @@ var rtImpls = []rtImpl{
 	{"podman-overlay", "podman run --rm (native overlay, runc)", "≈240 ms", setupPodman("")},
 	{"podman-fuse-overlayfs", "podman run --rm (fuse-overlayfs, runc)", "", setupPodman("fuse-overlayfs")},
 	{"podman-ufs", "podman run --rm (ufs as mount_program, runc)", "", setupPodman("ufs")},
-	{"urun-image", "urun run IMAGE", "target < 25 ms", setupUrun(true)},
-	{"urun", "urun run --rootfs", "", setupUrun(false)},
+	{"urun-image", "urun run --rm IMAGE", "target < 25 ms", setupUrun(true)},
+	{"urun", "urun run --rm --rootfs", "", setupUrun(false)},
 }
 
 // RunRuntime measures `true` in a container with each runtime, as the
@@ -377,7 +377,9 @@ func setupPodman(mountProgram string) func(context.Context, *rtEnv, string) (fun
 }
 
 // setupUrun runs urun from the minbase imported as an image into a store of
-// its own (image), or on the rootfs directory (--rootfs).
+// its own (image), or on the rootfs directory (--rootfs), with --rm as
+// podman runs (runc and crun delete their containers too): without it
+// every round would leave a container's state and store record behind.
 func setupUrun(image bool) func(context.Context, *rtEnv, string) (func(int) []string, func() error, error) {
 	return func(_ context.Context, e *rtEnv, _ string) (func(int) []string, func() error, error) {
 		bin, err := filepath.Abs(e.cfg.UrunBin)
@@ -388,12 +390,12 @@ func setupUrun(image bool) func(context.Context, *rtEnv, string) (func(int) []st
 			return nil, nil, fmt.Errorf("no urun binary at %s (make build)", bin)
 		}
 		global := []string{bin, "--root", filepath.Join(e.dir, "urun")}
-		argv := append(global, "run", "--rootfs", e.rootfs, "/bin/true")
+		argv := append(global, "run", "--rm", "--rootfs", e.rootfs, "/bin/true")
 		if image {
 			if _, _, err := e.run.Exec(append(global, "import", e.tarball, "ubench-rootfs"), e.env, e.dir); err != nil {
 				return nil, nil, err
 			}
-			argv = append(global, "run", "--pull=never", "localhost/ubench-rootfs", "/bin/true")
+			argv = append(global, "run", "--rm", "--pull=never", "localhost/ubench-rootfs", "/bin/true")
 		}
 		if _, _, err := e.run.Exec(argv, e.env, e.dir); err != nil {
 			return nil, nil, err
