@@ -12,10 +12,15 @@
 //     life, plans the user namespace's maps (package userns), starts the
 //     monitor and forwards signals to it, relays the terminal of -t;
 //   - the monitor (root of a new user namespace, in a new mount namespace,
-//     outside the container's pid namespace): serves the rootfs union
+//     outside the container's pid namespace): starts the container's init
+//     at once (it waits for its config), meanwhile makes the container's
+//     record in the image store for a container from an image (the
+//     binary's Images, given to Register) and mounts the rootfs union
 //     (package fusefs) from its own process, so that the FUSE server lives
-//     exactly as long as the container, starts the container's init and
-//     forwards signals to it, unmounts and removes --rm state at the end;
+//     exactly as long as the container; the mount reaches the init's mount
+//     namespace by propagation (the state directory is a shared bind of
+//     itself). Then it sends the init its config, forwards signals to it,
+//     and at the end unmounts and removes --rm state (and store record);
 //   - the container's init (new pid, uts, ipc, cgroup, mount and, unless
 //     --network host, net namespaces; a nested user namespace for keep-id):
 //     builds /proc, /sys, /dev, the binds and tmpfs, pivots into the union,
@@ -24,7 +29,8 @@
 //     with --init starts it as a child and reaps.
 //
 // Parent-death signals chain the three, so a SIGKILL of the CLI ends the
-// container; no descriptor of urun reaches the command.
+// container; no descriptor of urun reaches the command. With URUN_TRACE
+// each of them records its phases (internal/trace).
 //
 // # Locks
 //
