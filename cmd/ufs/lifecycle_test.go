@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -115,9 +116,20 @@ func startForeground(t *testing.T, mnt string, args ...string) *foreground {
 	fg.cmd = exec.Command(testutil.UfsBin(t), append(append([]string{"mount", "-f"}, args...), mnt)...)
 	fg.cmd.Stderr = &fg.stderr
 	fg.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// The daemon's readiness pipe (fd 3) says when the mount is complete:
+	// the kernel shows the mount, and serves it, before go-fuse has
+	// finished its own start-up, which an unmount in that moment fails.
+	ready, readyW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ready.Close()
+	fg.cmd.ExtraFiles = []*os.File{readyW}
+	fg.cmd.Env = append(os.Environ(), readyEnv+"=3")
 	if err := fg.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	readyW.Close()
 	t.Cleanup(func() {
 		if !fg.waited {
 			_ = fg.cmd.Process.Signal(syscall.SIGTERM)
@@ -133,6 +145,10 @@ func startForeground(t *testing.T, mnt string, args ...string) *foreground {
 	if err := awaitMounted(t, mnt, true, fd); err != nil {
 		fg.wait(t, 10*time.Second)
 		t.Fatalf("%v\nufs stderr:\n%s", err, fg.stderr.String())
+	}
+	if msg, _ := io.ReadAll(ready); string(msg) != "ok\n" {
+		fg.wait(t, 10*time.Second)
+		t.Fatalf("ufs mount -f: not ready: %q\nufs stderr:\n%s", msg, fg.stderr.String())
 	}
 	return fg
 }
