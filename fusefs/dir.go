@@ -18,16 +18,18 @@ var _ fs.NodeOpendirHandler = (*node)(nil)
 // each name once, from the topmost branch holding it, whiteouts applied and
 // the union's own names left out. The inode numbers are those Lookup gives.
 func (u *Union) mergedEntries(s nodeState, rel string) ([]fuse.DirEntry, error) {
-	ents, _, err := u.mergedEntriesFrom(s, rel)
+	ents, _, err := u.mergedEntriesFrom(s, rel, nil)
 	return ents, err
 }
 
 // mergedEntriesFrom is mergedEntries that also says, for each entry, the
-// branch it comes from.
-func (u *Union) mergedEntriesFrom(s nodeState, rel string) ([]fuse.DirEntry, []int, error) {
+// branch it comes from. With the directory's node n, the names read from
+// its read-only branches are kept in n (see node.lacks).
+func (u *Union) mergedEntriesFrom(s nodeState, rel string, n *node) ([]fuse.DirEntry, []int, error) {
 	var out []fuse.DirEntry
 	var from []int
 	seen := map[string]bool{}
+	var index []branchNames
 	for _, b := range s.layers {
 		br := u.br[b]
 		honour := br.Perm.honoursWhiteouts()
@@ -42,6 +44,13 @@ func (u *Union) mergedEntriesFrom(s nodeState, rel string) ([]fuse.DirEntry, []i
 		if err != nil {
 			unix.Close(fd)
 			return nil, nil, err
+		}
+		if n != nil && u.indexable(b) && len(ents) <= maxIndexedNames {
+			set := make(map[string]struct{}, len(ents))
+			for _, e := range ents {
+				set[e.Name] = struct{}{}
+			}
+			index = append(index, branchNames{b: b, names: set})
 		}
 		var hides []string
 		dirWh := -1 // unknown
@@ -89,6 +98,9 @@ func (u *Union) mergedEntriesFrom(s nodeState, rel string) ([]fuse.DirEntry, []i
 		for _, h := range hides {
 			seen[h] = true
 		}
+	}
+	if n != nil {
+		n.setIndex(rel, index)
 	}
 	return out, from, nil
 }
@@ -161,7 +173,7 @@ func (h *dirHandle) load() error {
 	if err != nil {
 		return err
 	}
-	ents, from, err := h.n.u.mergedEntriesFrom(s, h.n.rel())
+	ents, from, err := h.n.u.mergedEntriesFrom(s, h.n.rel(), h.n)
 	if err != nil {
 		return err
 	}

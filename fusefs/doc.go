@@ -37,8 +37,8 @@
 // so the order is descendant before ancestor; a tree copied up for a rename
 // tolerates a concurrent copy-up of one of its files (whoever renames its
 // complete copy into place first wins, the other uses it).
-// node.mu (guarding nodeState) and Union.inoMu are leaves: nothing is
-// acquired while holding them. The kernel serialises directory operations
+// node.mu (guarding nodeState), Union.inoMu and branch.whMu (the shared
+// whiteout) are leaves: nothing is acquired while holding them. The kernel serialises directory operations
 // per directory (i_rwsem), which the create, remove and rename paths rely on.
 //
 // # Errors

@@ -16,3 +16,7 @@ var (
 	// ErrFUSE reports that the FUSE device cannot be used.
 	ErrFUSE = errors.New("no FUSE access")
 )
+
+// errNoSharedWhiteout says that an rw branch cannot hold a shared whiteout
+// inode; the caller makes a whiteout of its own.
+var errNoSharedWhiteout = errors.New("no shared whiteout in this branch")

@@ -61,6 +61,9 @@ func (u *Union) lookupIn(parent nodeState, dirRel string, dir *node, name string
 	var top unix.Stat_t
 	found := false
 	for _, b := range parent.layers {
+		if dir != nil && dir.lacks(b, dirRel, name) {
+			continue
+		}
 		br := u.br[b]
 		dfd, release, err := u.dirFD(dir, b, dirRel)
 		if err != nil {

@@ -23,7 +23,7 @@ type node struct {
 	// fdMu is held shared while a cached descriptor of dfds is in use and
 	// exclusively while they are closed. Lock order: fdMu before mu.
 	fdMu sync.RWMutex
-	// mu protects st, dfds, files and cachedOpens.
+	// mu protects st, dfds, files, cachedOpens, index and indexRel.
 	mu sync.Mutex
 	st nodeState
 	// dfds caches, for a directory, an O_PATH descriptor of the directory
@@ -34,6 +34,56 @@ type node struct {
 	// served by the daemon (not passthrough).
 	files       map[*file]struct{}
 	cachedOpens int
+	// index holds, for a directory listed since the kernel last forgot
+	// it, the names of its directories in read-only branches (which
+	// nothing changes behind the union's back), so that a lookup skips
+	// the branches that lack a name; indexRel is the directory's path
+	// when they were read (a rename moves the node, not the index).
+	index    []branchNames
+	indexRel string
+}
+
+// branchNames are the names of a directory in branch b.
+type branchNames struct {
+	b     int
+	names map[string]struct{}
+}
+
+// maxIndexedNames bounds the names kept per branch directory.
+const maxIndexedNames = 1 << 17
+
+// indexable reports whether the names of branch b's directories may be
+// kept: a read-only branch, with branches trusted not to change.
+func (u *Union) indexable(b int) bool {
+	return !u.br[b].rw() && !u.cfg.Reval
+}
+
+// setIndex keeps the names read from the read-only branches of the
+// directory, found at rel.
+func (n *node) setIndex(rel string, index []branchNames) {
+	n.mu.Lock()
+	n.index, n.indexRel = index, rel
+	n.mu.Unlock()
+}
+
+// lacks reports whether the directory rel of branch b is known not to hold
+// name, nor an aufs whiteout of it.
+func (n *node) lacks(b int, rel, name string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.indexRel != rel {
+		return false
+	}
+	for _, bn := range n.index {
+		if bn.b == b {
+			_, ok := bn.names[name]
+			if !ok && len(name)+len(whPrefix) <= maxNameLen {
+				_, ok = bn.names[whPrefix+name]
+			}
+			return !ok
+		}
+	}
+	return false
 }
 
 var (
@@ -606,6 +656,7 @@ func (n *node) dropFDs() {
 	n.mu.Lock()
 	fds := n.dfds
 	n.dfds = nil
+	n.index, n.indexRel = nil, ""
 	n.mu.Unlock()
 	for _, fd := range fds {
 		if fd >= 0 {

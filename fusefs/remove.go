@@ -15,10 +15,11 @@ var (
 	_ fs.NodeRmdirer  = (*node)(nil)
 )
 
-// visibleBelow reports whether name in the directory dirRel would still
-// resolve from the branches of ps.layers below branch b once the object in b
-// is gone.
-func (u *Union) visibleBelow(ps nodeState, dirRel, name string, b int) bool {
+// visibleBelow reports whether name in the directory dirRel (of node dir,
+// whose cached branch descriptors it uses; may be nil) would still resolve
+// from the branches of ps.layers below branch b once the object in b is
+// gone.
+func (u *Union) visibleBelow(ps nodeState, dirRel string, dir *node, name string, b int) bool {
 	var below nodeState
 	for i, l := range ps.layers {
 		if l == b {
@@ -29,7 +30,7 @@ func (u *Union) visibleBelow(ps nodeState, dirRel, name string, b int) bool {
 	if len(below.layers) == 0 {
 		return false
 	}
-	_, _, err := u.lookupChild(below, dirRel, name)
+	_, _, err := u.lookupIn(below, dirRel, dir, name)
 	return err == nil
 }
 
@@ -44,7 +45,9 @@ func (u *Union) inPlaceWhiteout(name string) bool {
 // and for names too long for the aufs prefix, it puts an overlay whiteout at
 // the name itself: a 0/0 character device where mknod is allowed, else an
 // empty file with the overlay.whiteout xattr (in a directory marked
-// opaque=x). An object already at name is replaced atomically.
+// opaque=x). An object already at name is replaced atomically. Character
+// device whiteouts are hard links of one shared inode, as overlayfs makes
+// them: no inode is allocated per whiteout.
 func (u *Union) whiteout(b int, dirfd int, name string) error {
 	if !u.inPlaceWhiteout(name) {
 		fd, err := sys.OpenBeneath(dirfd, whPrefix+name, unix.O_WRONLY|unix.O_CREAT, 0)
@@ -55,8 +58,23 @@ func (u *Union) whiteout(b int, dirfd int, name string) error {
 		return nil
 	}
 	work := u.br[b].work
+	var st unix.Stat_t
+	if err := sys.Fstatat(dirfd, name, &st); isNotFound(err) {
+		// Nothing to replace: link the whiteout straight at the name.
+		err := u.br[b].linkWhiteout(u, dirfd, name)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, errNoSharedWhiteout) && !errors.Is(err, unix.EEXIST) {
+			return err
+		}
+	}
 	tmp := u.tmpName()
-	if err := sys.Mknodat(work, tmp, unix.S_IFCHR, 0); err != nil {
+	err := u.br[b].linkWhiteout(u, work, tmp)
+	if errors.Is(err, errNoSharedWhiteout) {
+		err = sys.Mknodat(work, tmp, unix.S_IFCHR, 0)
+	}
+	if err != nil {
 		fd, ferr := sys.OpenBeneath(work, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0)
 		if ferr != nil {
 			return ferr
@@ -77,7 +95,6 @@ func (u *Union) whiteout(b int, dirfd int, name string) error {
 	}
 	// A directory at name is swapped out in one step and removed from the
 	// staging directory afterwards: rename cannot put a file over it.
-	var st unix.Stat_t
 	if sys.Fstatat(dirfd, name, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
 		if err := sys.Renameat2(work, tmp, dirfd, name, unix.RENAME_EXCHANGE); err != nil {
 			u.discard(work, tmp, false)
@@ -117,7 +134,7 @@ func (n *node) remove(ctx context.Context, name string, dir bool) error {
 		cn.cuMu.Lock()
 		defer cn.cuMu.Unlock()
 	}
-	cs, st, err := u.lookupChild(ps, rel, name)
+	cs, st, err := u.lookupIn(ps, rel, n, name)
 	if err != nil {
 		return err
 	}
@@ -140,7 +157,7 @@ func (n *node) remove(ctx context.Context, name string, dir bool) error {
 	// The name's own entry decides (for an indexed hard link the object
 	// may be in the rw branch while this name is still a lower one).
 	b := cs.nameBr
-	needWh := u.visibleBelow(ps, rel, name, b)
+	needWh := u.visibleBelow(ps, rel, n, name, b)
 	if !u.br[b].rw() {
 		// The name is in a read-only branch: hide it from above.
 		if err := n.copyUp(ctx); err != nil {

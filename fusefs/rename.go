@@ -189,7 +189,7 @@ func (n *node) rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	if err != nil {
 		return err
 	}
-	leaveWh := !exchange && u.visibleBelow(ps, n.rel(), name, t)
+	leaveWh := !exchange && u.visibleBelow(ps, n.rel(), n, name, t)
 	longName := u.inPlaceWhiteout(name)
 	if dstWhInPlace {
 		// The target name holds a whiteout: swap it with the source (a

@@ -32,6 +32,16 @@ type branch struct {
 	// store owners and modes there (xattr_permissions, upper only).
 	override      string
 	writeOverride bool
+
+	// whMu protects whName and whOff.
+	whMu sync.Mutex
+	// whName is the shared whiteout of an rw branch: a 0/0 character
+	// device in its staging directory that whiteouts are hard links of
+	// ("" until the first whiteout needs it).
+	whName string
+	// whOff is set once the branch refused the shared whiteout (no mknod
+	// of whiteouts, or no hard links): whiteouts are made one by one.
+	whOff bool
 }
 
 func (b *branch) rw() bool { return b.work >= 0 }
@@ -280,6 +290,12 @@ func (u *Union) Options() *fs.Options {
 			EnableLocks:          false,
 			EnableSymlinkCaching: !u.cfg.Reval,
 			DirectMount:          true,
+			// READDIRPLUS only where it pays: the kernel asks for the
+			// attributes with the first batch of a listing, and for the
+			// later ones only once a listed name has been looked up
+			// (ls -l, a stat walk). A bare listing of a big directory
+			// then costs no lookup per entry.
+			ExtraCapabilities: fuse.CAP_READDIRPLUS_AUTO,
 		},
 		EntryTimeout:    &timeout,
 		AttrTimeout:     &timeout,

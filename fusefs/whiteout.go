@@ -122,3 +122,38 @@ func ignoreNotExist(err error) error {
 	}
 	return err
 }
+
+// linkWhiteout makes name in dirfd a hard link of the branch's shared
+// whiteout, making that whiteout on first use and a fresh one when it has
+// as many links as the filesystem allows. errNoSharedWhiteout means the
+// branch cannot share whiteouts.
+func (b *branch) linkWhiteout(u *Union, dirfd int, name string) error {
+	b.whMu.Lock()
+	defer b.whMu.Unlock()
+	for try := 0; try < 2 && !b.whOff; try++ {
+		if b.whName == "" {
+			wh := "wh" + u.tmpName()
+			if err := sys.Mknodat(b.work, wh, unix.S_IFCHR, 0); err != nil {
+				b.whOff = true
+				break
+			}
+			b.whName = wh
+		}
+		err := sys.Linkat(b.work, b.whName, dirfd, name)
+		if err == nil || !errors.Is(err, unix.EMLINK) {
+			if errors.Is(err, unix.EPERM) {
+				// Hard links refused (protected_hardlinks and a foreign
+				// owner, or the filesystem): make whiteouts one by one.
+				b.whOff = true
+				break
+			}
+			return err
+		}
+		// This one is full: start another.
+		if err := sys.Unlinkat(b.work, b.whName, 0); err != nil && !isNotFound(err) {
+			return err
+		}
+		b.whName = ""
+	}
+	return errNoSharedWhiteout
+}
