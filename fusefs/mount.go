@@ -64,6 +64,12 @@ func Mount(mnt string, cfg Config, mo MountOptions) (*fuse.Server, *Union, error
 	if (!u.privileged || !inInitialUserNS()) && !cfg.NoPassthrough {
 		u.log.Info("FUSE passthrough needs CAP_SYS_ADMIN in the initial user namespace; reads and writes go through the daemon")
 	}
+	if u.privileged && inInitialUserNS() {
+		if err := u.matchReadahead(mnt); err != nil {
+			// Only slower cold reads: not worth failing the mount.
+			u.log.Warn("cannot match the branches' readahead", "err", err)
+		}
+	}
 	return srv, u, nil
 }
 

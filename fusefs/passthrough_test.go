@@ -2,15 +2,18 @@ package fusefs_test
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/urun-dev/urun/fusefs"
 	"github.com/urun-dev/urun/internal/testutil"
+	"golang.org/x/sys/unix"
 )
 
 // syncBuffer is a log sink safe for the daemon's goroutines.
@@ -88,5 +91,40 @@ func TestPassthroughFallbackLogged(t *testing.T) {
 	}
 	if _, err := os.Stat(mnt); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestReadaheadMatchesBranches: as root, the union reads ahead as much as
+// the block device of its branches, not the 128 KiB a FUSE mount starts
+// with.
+func TestReadaheadMatchesBranches(t *testing.T) {
+	testutil.RequireRoot(t)
+	f := newFixture(t)
+	var st unix.Stat_t
+	if err := unix.Stat(f.RO, &st); err != nil {
+		t.Fatal(err)
+	}
+	dev := fmt.Sprintf("%d:%d", unix.Major(st.Dev), unix.Minor(st.Dev))
+	want := 0
+	for _, p := range []string{"/sys/dev/block/" + dev + "/queue/read_ahead_kb", "/sys/dev/block/" + dev + "/../queue/read_ahead_kb"} {
+		if b, err := os.ReadFile(p); err == nil {
+			want, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+			break
+		}
+	}
+	if want == 0 {
+		t.Skipf("the branches' filesystem (device %s) has no block device readahead", dev)
+	}
+	want = min(want, 16<<10)
+	mnt := f.mount(t)
+	if err := unix.Stat(mnt, &st); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := strconv.Atoi(strings.TrimSpace(string(b))); got < want {
+		t.Errorf("union readahead %d KiB, want at least the branch device's %d KiB", got, want)
 	}
 }
