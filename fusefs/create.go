@@ -241,7 +241,7 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	defer t.Close()
 	ch := n.childOut(ctx, t, &st, out)
 	s, _ := asNode(ch).state()
-	return ch, n.u.newFile(asNode(ch), fd, s, flags), n.u.openFlags(), 0
+	return ch, n.u.newFile(asNode(ch), fd, s, flags), n.u.openFlags(s.br), 0
 }
 
 // Mkdir makes a directory; over a whiteout it is opaque.

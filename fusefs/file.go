@@ -180,11 +180,18 @@ func (n *node) anyFD() int {
 	return fd
 }
 
-// openFlags are the FOPEN flags of every open: keep the page cache across
-// opens unless branches may change behind the union's back.
-func (u *Union) openFlags() uint32 {
-	if u.cfg.Reval {
-		return 0
+// openFlags are the FOPEN flags of an open of a file of branch b: keep the
+// page cache across opens unless branches may change behind the union's
+// back, and no FLUSH request on close(2) where the branch's filesystem has
+// nothing to flush (the daemon would only close a duplicate of its
+// descriptor: a round trip per close for nothing).
+func (u *Union) openFlags(b int) uint32 {
+	var fl uint32
+	if !u.cfg.Reval {
+		fl |= fuse.FOPEN_KEEP_CACHE
 	}
-	return fuse.FOPEN_KEEP_CACHE
+	if u.br[b].noFlush {
+		fl |= fuse.FOPEN_NOFLUSH
+	}
+	return fl
 }

@@ -435,7 +435,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 				return nil, 0, fs.ToErrno(err)
 			}
 		}
-		return n.u.newFile(n, fd, s, flags), n.u.openFlags(), 0
+		return n.u.newFile(n, fd, s, flags), n.u.openFlags(s.br), 0
 	}
 }
 

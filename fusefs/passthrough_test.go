@@ -128,3 +128,28 @@ func TestReadaheadMatchesBranches(t *testing.T) {
 		t.Errorf("union readahead %d KiB, want at least the branch device's %d KiB", got, want)
 	}
 }
+
+// TestNoFlushOnLocalBranches: closing a file of a branch on a local
+// filesystem sends no FLUSH request (FOPEN_NOFLUSH): the daemon would have
+// nothing to flush.
+func TestNoFlushOnLocalBranches(t *testing.T) {
+	f := newFixture(t)
+	var st unix.Statfs_t
+	if err := unix.Statfs(f.RO, &st); err != nil {
+		t.Fatal(err)
+	}
+	switch uint32(st.Type) {
+	case unix.EXT4_SUPER_MAGIC, unix.XFS_SUPER_MAGIC, unix.BTRFS_SUPER_MAGIC, unix.TMPFS_MAGIC, unix.F2FS_SUPER_MAGIC:
+	default:
+		t.Skipf("the test directories are on filesystem type %#x, not one known to have nothing to flush", st.Type)
+	}
+	writeFile(t, filepath.Join(f.RO, "lower"), "l", 0o644)
+	mnt, log := mountLogged(t, fusefs.Config{Branches: f.branches()})
+	before := strings.Count(log.String(), "FLUSH n")
+	wantContent(t, filepath.Join(mnt, "lower"), "l")
+	writeFile(t, filepath.Join(mnt, "new"), "n", 0o644)
+	wantContent(t, filepath.Join(mnt, "new"), "n")
+	if n := strings.Count(log.String(), "FLUSH n") - before; n != 0 {
+		t.Errorf("%d FLUSH request(s) for closes of files of local branches, want none", n)
+	}
+}

@@ -32,6 +32,10 @@ type branch struct {
 	// store owners and modes there (xattr_permissions, upper only).
 	override      string
 	writeOverride bool
+	// noFlush is set for a branch on a local filesystem, whose files have
+	// nothing to flush on close(2) (no ->flush: ext4, xfs, btrfs, tmpfs,
+	// f2fs); network and FUSE branches keep their close-time flush.
+	noFlush bool
 
 	// whMu protects whName and whOff.
 	whMu sync.Mutex
@@ -110,6 +114,7 @@ func New(cfg Config) (*Union, error) {
 			return nil, fmt.Errorf("branch %s: %w", b.Path, err)
 		}
 		ob.dev = st.Dev
+		ob.noFlush = localFS(fd)
 		if _, seen := devs[st.Dev]; !seen {
 			devs[st.Dev] = uint64(len(devs))
 		}
@@ -154,6 +159,20 @@ func New(cfg Config) (*Union, error) {
 	}
 	ok = true
 	return u, nil
+}
+
+// localFS reports whether the directory fd is on a local filesystem known to
+// have no flush operation: closing a descriptor of it does no I/O.
+func localFS(fd int) bool {
+	var st unix.Statfs_t
+	if err := sys.Fstatfs(fd, &st); err != nil {
+		return false
+	}
+	switch uint32(st.Type) {
+	case unix.EXT4_SUPER_MAGIC, unix.XFS_SUPER_MAGIC, unix.BTRFS_SUPER_MAGIC, unix.TMPFS_MAGIC, unix.F2FS_SUPER_MAGIC:
+		return true
+	}
+	return false
 }
 
 // openWorkDir opens an overlay-style work directory, which must be on the
