@@ -40,6 +40,8 @@ type cli struct {
 
 	Pull    pullCmd    `cmd:"" help:"Pull an image into the store."`
 	Images  imagesCmd  `cmd:"" help:"List the images of the store."`
+	Ps      psCmd      `cmd:"" help:"List containers (-a: also those kept without --rm that have ended)."`
+	Rm      rmCmd      `cmd:"" help:"Remove containers that have ended (their state and writable layer)."`
 	Rmi     rmiCmd     `cmd:"" help:"Remove images (layers other images use are kept)."`
 	Tag     tagCmd     `cmd:"" help:"Give an image more names."`
 	Untag   untagCmd   `cmd:"" help:"Take names off images."`

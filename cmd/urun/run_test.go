@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -613,5 +614,65 @@ func TestRunTrace(t *testing.T) {
 				t.Errorf("%v: no phase %s in the trace:\n%s", flags, w, b)
 			}
 		}
+	}
+}
+
+// TestPsRm: a container kept without --rm is listed by ps -a and removed
+// by rm, files of subordinate ids included; a running one is listed by ps
+// and refused by rm.
+func TestPsRm(t *testing.T) {
+	e := newEnv(t)
+	cli := func(args ...string) (string, string, int) {
+		t.Helper()
+		cmd := exec.Command(e.bin, append([]string{"--root", e.root}, args...)...)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return out.String(), errb.String(), code
+	}
+	e.ok("--name", "kept", "--", "sh", "-c", "mkdir -p /x/y && chown 1000:1000 /x/y && touch /x/y/f && chmod 000 /x")
+	if out, _, _ := cli("ps", "-a"); !strings.Contains(out, "kept") || !strings.Contains(out, "Exited") {
+		t.Errorf("ps -a:\n%s", out)
+	}
+	if out, _, _ := cli("ps"); strings.Contains(out, "kept") {
+		t.Errorf("ps lists an ended container:\n%s", out)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	run := e.command(ctx, "--rm", "--name", "live", "--", "sh", "-c", `trap "exit 0" TERM; echo ready; while :; do sleep 0.05; done`)
+	stdout, err := run.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if line, _ := bufio.NewReader(stdout).ReadString('\n'); line != "ready\n" {
+		t.Fatalf("first line %q", line)
+	}
+	if out, _, _ := cli("ps"); !strings.Contains(out, "live") || !strings.Contains(out, "Running") {
+		t.Errorf("ps while live runs:\n%s", out)
+	}
+	if _, errs, code := cli("rm", "live"); code != 125 || !strings.Contains(errs, "is running") {
+		t.Errorf("rm of a running container: exit %d, %q", code, errs)
+	}
+	run.Process.Signal(syscall.SIGTERM)
+	run.Wait()
+
+	if out, errs, code := cli("rm", "kept"); code != 0 || len(strings.TrimSpace(out)) != 64 {
+		t.Fatalf("rm kept: exit %d, %q %q", code, out, errs)
+	}
+	if d := e.containerDirs(); len(d) != 0 {
+		t.Errorf("rm left %v", d)
+	}
+	if _, errs, code := cli("rm", "kept"); code != 125 || !strings.Contains(errs, "no such container: kept") {
+		t.Errorf("second rm: exit %d, %q", code, errs)
 	}
 }
