@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"os"
@@ -108,4 +109,20 @@ func (e *env) containerDirs() []string {
 		out = append(out, x.Name())
 	}
 	return out
+}
+
+// startReady starts cmd, a container whose command prints "ready" once it
+// runs, and waits for that line.
+func startReady(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if line, _ := bufio.NewReader(stdout).ReadString('\n'); line != "ready\n" {
+		t.Fatalf("first line %q", line)
+	}
 }

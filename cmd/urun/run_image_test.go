@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"os"
 	"path/filepath"
@@ -72,16 +71,7 @@ func TestRunImageKill9(t *testing.T) {
 	defer cancel()
 	cmd := c.cmd(ctx, "--root", state, "run", "--rm", ref, "sh", "-c", "echo ready; exec sleep 1000")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if line, _ := bufio.NewReader(stdout).ReadString('\n'); line != "ready\n" {
-		t.Fatalf("first line %q", line)
-	}
+	startReady(t, cmd)
 	tree := descendants(cmd.Process.Pid)
 	cmd.Process.Kill()
 	cmd.Wait()

@@ -502,16 +502,7 @@ func TestKill9(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := e.command(ctx, "--rm", "--", "sh", "-c", "echo ready; exec sleep 1000")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if line, _ := bufio.NewReader(stdout).ReadString('\n'); line != "ready\n" {
-		t.Fatalf("first line %q", line)
-	}
+	startReady(t, cmd)
 	tree := descendants(cmd.Process.Pid)
 	if len(tree) < 2 {
 		t.Fatalf("urun %d has descendants %v, want the monitor and the container", cmd.Process.Pid, tree)
@@ -647,16 +638,7 @@ func TestPsRm(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	run := e.command(ctx, "--rm", "--name", "live", "--", "sh", "-c", `trap "exit 0" TERM; echo ready; while :; do sleep 0.05; done`)
-	stdout, err := run.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := run.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if line, _ := bufio.NewReader(stdout).ReadString('\n'); line != "ready\n" {
-		t.Fatalf("first line %q", line)
-	}
+	startReady(t, run)
 	if out, _, _ := cli("ps"); !strings.Contains(out, "live") || !strings.Contains(out, "Running") {
 		t.Errorf("ps while live runs:\n%s", out)
 	}
