@@ -17,7 +17,11 @@ set -euo pipefail
 # podman, runc, fuse-overlayfs: TestPodman (cmd/ufs) runs rootless podman
 #             with ufs as its mount_program, compared with fuse-overlayfs,
 #             on an image made from busybox-static
+# libgpgme-dev, libbtrfs-dev, pkg-config: the C headers containers/image and
+#             containers-storage compile against when go runs without the
+#             Makefile's build tags (a plain `go vet ./...`, `go build ./...`)
 PACKAGES=(fuse3 uidmap util-linux attr e2fsprogs gcc libc6-dev
+	libgpgme-dev libbtrfs-dev pkg-config
 	docker-registry busybox-static
 	golang-github-containers-common golang-github-containers-image
 	podman runc fuse-overlayfs)
