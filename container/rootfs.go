@@ -6,9 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 
+	"github.com/urun-dev/urun/fusefs"
 	"github.com/urun-dev/urun/internal/sys"
 	"github.com/urun-dev/urun/userns"
 	"golang.org/x/sys/unix"
@@ -311,7 +311,7 @@ func (r *rootfs) mountDev() error {
 		}
 	}
 	ptsData := "newinstance,ptmxmode=0666,mode=0620"
-	if _, ok := mapped(c.Maps.GID, 5); ok {
+	if _, ok := userns.ToHost(c.Maps.GID, 5); ok {
 		ptsData += ",gid=5"
 	}
 	if err := r.mount("devpts", "/dev/pts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, ptsData, true); err != nil {
@@ -373,8 +373,6 @@ func hostCharDevices() []string {
 	}
 	return out
 }
-
-func mapped(m []userns.Mapping, id uint32) (uint32, bool) { return userns.ToHost(m, id) }
 
 // pivot makes root the root directory and drops the old one.
 func pivot(root string) error {
@@ -451,22 +449,19 @@ func loopbackUp() error {
 // host's) read-only too: a bind's read-only flag is its own, not its
 // children's.
 func remountSubmountsRO(dir string) error {
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return err
 	}
-	var points []string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 5 {
+	all, err := fusefs.ParseMountpoints(f)
+	f.Close()
+	if err != nil {
+		return err
+	}
+	for _, p := range all {
+		if !strings.HasPrefix(p, dir+"/") {
 			continue
 		}
-		p := unescapeOctal(f[4])
-		if strings.HasPrefix(p, dir+"/") {
-			points = append(points, p)
-		}
-	}
-	for _, p := range points {
 		fd, err := unix.Open(p, unix.O_PATH|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 		if err != nil {
 			continue // hidden by a mount above it
@@ -478,23 +473,4 @@ func remountSubmountsRO(dir string) error {
 		}
 	}
 	return nil
-}
-
-// unescapeOctal undoes mountinfo's \NNN escapes.
-func unescapeOctal(s string) string {
-	if !strings.Contains(s, "\\") {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }

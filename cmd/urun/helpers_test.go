@@ -67,7 +67,13 @@ func (e *env) run(args ...string) (string, string, int) {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := e.command(ctx, args...)
+	return capture(e.t, e.command(ctx, args...))
+}
+
+// capture runs cmd to its end and returns its stdout, stderr and exit
+// code; it fails t if cmd could not run at all.
+func capture(t *testing.T, cmd *exec.Cmd) (string, string, int) {
+	t.Helper()
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -75,7 +81,7 @@ func (e *env) run(args ...string) (string, string, int) {
 	if err != nil {
 		ee, ok := err.(*exec.ExitError)
 		if !ok {
-			e.t.Fatalf("urun %v: %v", args, err)
+			t.Fatalf("%v: %v", cmd.Args, err)
 		}
 		code = ee.ExitCode()
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"os/exec"
@@ -124,23 +123,13 @@ func (p *podman) run(flags []string, cmdArgs ...string) (string, string, int) {
 	args = append(append(args, "--rootfs", p.rootfs), cmdArgs...)
 	cmd := exec.CommandContext(ctx, "podman", args...)
 	cmd.Env = p.env
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if err != nil {
-		ee, ok := err.(*exec.ExitError)
-		if !ok {
-			p.t.Fatalf("podman %v: %v", args, err)
-		}
-		code = ee.ExitCode()
-	}
+	out, errs, code := capture(p.t, cmd)
 	// podman warns that / is not a shared mount on this host.
 	var kept []string
-	for _, l := range strings.Split(errb.String(), "\n") {
+	for _, l := range strings.Split(errs, "\n") {
 		if !strings.Contains(l, "is not a shared mount") && l != "" {
 			kept = append(kept, l)
 		}
 	}
-	return out.String(), strings.Join(kept, "\n"), code
+	return out, strings.Join(kept, "\n"), code
 }

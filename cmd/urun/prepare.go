@@ -10,8 +10,6 @@ import (
 	"os/exec"
 	"time"
 
-	"github.com/sirupsen/logrus"
-
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/urun-dev/urun/container"
 	"github.com/urun-dev/urun/image"
@@ -238,15 +236,7 @@ func openImages(ctx context.Context, c *container.Config) (container.Images, err
 	if err := json.Unmarshal(c.ImageOptions, &r); err != nil {
 		return nil, fmt.Errorf("image settings of container %s: %w", c.ID, err)
 	}
-	logrus.SetOutput(os.Stderr)
-	if lvl, err := logrus.ParseLevel(r.Globals.LogLevel); err == nil {
-		logrus.SetLevel(lvl)
-	}
-	o, err := r.Globals.storeOptions()
-	if err != nil {
-		return nil, err
-	}
-	s, err := image.Open(ctx, o)
+	s, err := r.Globals.openStore(ctx)
 	if err != nil {
 		return nil, err
 	}

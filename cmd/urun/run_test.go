@@ -615,17 +615,7 @@ func TestPsRm(t *testing.T) {
 	e := newEnv(t)
 	cli := func(args ...string) (string, string, int) {
 		t.Helper()
-		cmd := exec.Command(e.bin, append([]string{"--root", e.root}, args...)...)
-		var out, errb bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		err := cmd.Run()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		return out.String(), errb.String(), code
+		return capture(t, exec.Command(e.bin, append([]string{"--root", e.root}, args...)...))
 	}
 	e.ok("--name", "kept", "--", "sh", "-c", "mkdir -p /x/y && chown 1000:1000 /x/y && touch /x/y/f && chmod 000 /x")
 	if out, _, _ := cli("ps", "-a"); !strings.Contains(out, "kept") || !strings.Contains(out, "Exited") {

@@ -65,6 +65,21 @@ func (g *globals) storeOptions() (image.Options, error) {
 	return o, nil
 }
 
+// openStore opens the image store the flags (and urun.conf) name, with
+// containers-storage's own log on stderr at urun's level. The caller is
+// root of urun's user namespace (or real root).
+func (g *globals) openStore(ctx context.Context) (*image.Store, error) {
+	logrus.SetOutput(os.Stderr)
+	if lvl, err := logrus.ParseLevel(g.LogLevel); err == nil {
+		logrus.SetLevel(lvl)
+	}
+	o, err := g.storeOptions()
+	if err != nil {
+		return nil, err
+	}
+	return image.Open(ctx, o)
+}
+
 // withStore runs fn on the image store inside urun's user namespace: as
 // an unprivileged user it runs urun again as root of a new user namespace
 // (subordinate ids mapped, as podman does) and a new mount namespace, and
@@ -75,17 +90,9 @@ func withStore(ctx context.Context, g *globals, fn func(ctx context.Context, s *
 	if os.Geteuid() != 0 {
 		return reexecInUserNS(g)
 	}
-	logrus.SetOutput(os.Stderr)
-	if lvl, err := logrus.ParseLevel(g.LogLevel); err == nil {
-		logrus.SetLevel(lvl)
-	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
-	o, err := g.storeOptions()
-	if err != nil {
-		return err
-	}
-	s, err := image.Open(ctx, o)
+	s, err := g.openStore(ctx)
 	if err != nil {
 		return err
 	}
