@@ -108,9 +108,6 @@ func Create(c *Config, o RunOptions) (*Handle, error) {
 	return &Handle{c: c, o: o, maps: maps, lock: lock}, nil
 }
 
-// Config is the container's configuration; fill it in before Run.
-func (h *Handle) Config() *Config { return h.c }
-
 // Abort removes the state of a container that never ran (the caller
 // still closes h).
 func (h *Handle) Abort() error {
