@@ -239,7 +239,7 @@ func crashCopyUp(t *testing.T, size int64, cp crashPoint) crashOutcome {
 	} else {
 		t.Fatalf("no event %#x in %s after %v", mask, workDir, cmdTimeout)
 	}
-	if !waitExit(t, pid, 10*time.Second) {
+	if !testutil.WaitExit(t, pid, 10*time.Second) {
 		t.Fatalf("daemon %d survived SIGKILL", pid)
 	}
 	select {

@@ -51,7 +51,7 @@ func TestMountReturnsWhenReady(t *testing.T) {
 		if n := mountCount(t, mnt); n != 0 {
 			t.Fatalf("round %d: %d mounts on %s after ufs unmount returned", i, n, mnt)
 		}
-		if !waitExit(t, pid, 10*time.Second) {
+		if !testutil.WaitExit(t, pid, 10*time.Second) {
 			t.Fatalf("round %d: daemon %d still runs 10s after ufs unmount", i, pid)
 		}
 	}
@@ -160,7 +160,7 @@ func (fg *foreground) wait(t *testing.T, timeout time.Duration) bool {
 	if fg.waited {
 		return true
 	}
-	exited := waitExit(t, fg.cmd.Process.Pid, timeout)
+	exited := testutil.WaitExit(t, fg.cmd.Process.Pid, timeout)
 	if !exited {
 		_ = fg.cmd.Process.Kill()
 	}
@@ -236,7 +236,7 @@ func TestSignalUnmounts(t *testing.T) {
 					t.Errorf("ufs mount -f after %v: %v\nstderr:\n%s", tc.sig, fg.err, fg.stderr.String())
 				}
 			} else {
-				exited = waitExit(t, pid, 10*time.Second)
+				exited = testutil.WaitExit(t, pid, 10*time.Second)
 			}
 			if !exited {
 				t.Fatalf("daemon %d still runs 10s after %v", pid, tc.sig)
@@ -289,7 +289,7 @@ func TestUnmountBusy(t *testing.T) {
 		t.Errorf("daemon gone while a file of its union is open (state %c, %v)", st, err)
 	}
 	f.Close()
-	if !waitExit(t, pid, 10*time.Second) {
+	if !testutil.WaitExit(t, pid, 10*time.Second) {
 		t.Errorf("daemon %d still runs 10s after the last file of its lazily unmounted union was closed", pid)
 	}
 }
@@ -312,7 +312,7 @@ func TestUnmountKilledDaemon(t *testing.T) {
 			if err := unix.Kill(pid, unix.SIGKILL); err != nil {
 				t.Fatal(err)
 			}
-			if !waitExit(t, pid, 10*time.Second) {
+			if !testutil.WaitExit(t, pid, 10*time.Second) {
 				t.Fatalf("daemon %d survived SIGKILL", pid)
 			}
 			var stx unix.Statx_t

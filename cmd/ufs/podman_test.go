@@ -299,9 +299,9 @@ func newPodman(t *testing.T, name, mountProgram string) *podman {
 	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	run := filepath.Join(dir, "run")
-	xdg := filepath.Join(dir, "xdg-runtime")
-	for _, d := range []string{p.storage, run, xdg, filepath.Join(dir, "config"), filepath.Join(dir, "tmp")} {
+	xdg := testutil.PodmanRuntimeDir(t)
+	run := filepath.Join(xdg, "containers")
+	for _, d := range []string{p.storage, run, filepath.Join(dir, "config"), filepath.Join(dir, "tmp")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			t.Fatal(err)
 		}
@@ -380,7 +380,7 @@ func (p *podman) exec(args ...string) (stdout, stderr string, err error) {
 func (p *podman) checkNoDaemons(t *testing.T) {
 	t.Helper()
 	for _, pid := range processesMentioning(p.storage) {
-		if !waitExit(t, pid, 10*time.Second) {
+		if !testutil.WaitExit(t, pid, 10*time.Second) {
 			cmdline, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
 			t.Errorf("%s: process %d still serves the storage after podman unmounted it: %s",
 				p.name, pid, bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))
@@ -395,26 +395,12 @@ func (p *podman) cleanup(t *testing.T, xdg string) {
 	// containers-storage bind-mounts its overlay directory on itself in
 	// podman's mount namespace.
 	if _, stderr, err := p.exec("unshare", "sh", "-c",
-		`if mountpoint -q "$1/overlay"; then umount "$1/overlay"; fi; rm -rf "$1"`, "sh", p.storage); err != nil {
+		`if mountpoint -q "$1/overlay"; then umount "$1/overlay"; fi; rm -rf "$1" "$2"`, "sh", p.storage, filepath.Join(xdg, "containers")); err != nil {
 		t.Errorf("%s: remove the storage: %v\n%s", p.name, err, tail(stderr, 2000))
 	}
-	b, err := os.ReadFile(filepath.Join(xdg, "libpod", "tmp", "pause.pid"))
-	if err != nil {
-		return // no pause process was started
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 1 {
-		t.Errorf("%s: pause.pid holds %q", p.name, b)
-		return
-	}
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-		t.Errorf("%s: end podman's pause process %d: %v", p.name, pid, err)
-	}
-	if !waitExit(t, pid, 10*time.Second) {
-		t.Errorf("%s: podman's pause process %d did not exit", p.name, pid)
-	}
+	testutil.EndPodmanPause(t, xdg)
 	for _, pid := range processesMentioning(p.storage) {
-		if !waitExit(t, pid, 10*time.Second) {
+		if !testutil.WaitExit(t, pid, 10*time.Second) {
 			t.Errorf("%s: process %d of the storage still runs after podman's namespace ended", p.name, pid)
 		}
 	}

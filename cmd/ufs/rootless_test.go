@@ -85,7 +85,7 @@ func TestRootlessFusermount(t *testing.T) {
 	if n := mountCount(t, mnt); n != 0 {
 		t.Errorf("%d mounts on %s after ufs unmount", n, mnt)
 	}
-	if !waitExit(t, pid, 10*time.Second) {
+	if !testutil.WaitExit(t, pid, 10*time.Second) {
 		t.Errorf("daemon %d still runs 10s after ufs unmount", pid)
 	}
 	if b, err := os.ReadFile(logFile); err != nil || !bytes.Contains(b, []byte("passthrough")) {
@@ -365,7 +365,7 @@ func TestRootlessUserNS(t *testing.T) {
 				t.Error("ufs unmount inside the namespace failed")
 			}
 			for _, pid := range daemonPIDs(d["mnt"]) {
-				if !waitExit(t, pid, 10*time.Second) {
+				if !testutil.WaitExit(t, pid, 10*time.Second) {
 					t.Errorf("daemon %d still runs 10s after ufs unmount in the namespace", pid)
 				}
 			}

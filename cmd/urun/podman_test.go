@@ -96,19 +96,31 @@ type podman struct {
 
 func newPodman(t *testing.T) *podman {
 	dir := t.TempDir()
-	run := filepath.Join(dir, "xdg")
-	os.MkdirAll(run, 0o700)
+	run := testutil.PodmanRuntimeDir(t)
 	conf := filepath.Join(dir, "containers.conf")
 	os.WriteFile(conf, []byte("[engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\nruntime = \"runc\"\n"), 0o644)
 	storage := filepath.Join(dir, "storage.conf")
-	os.WriteFile(storage, []byte("[storage]\ndriver = \"vfs\"\ngraphroot = \""+filepath.Join(dir, "graph")+"\"\nrunroot = \""+filepath.Join(dir, "runroot")+"\"\n"), 0o644)
+	// Rootless podman takes its graph root from rootless_storage_path
+	// (graphroot is for root) and keeps its state database there: without
+	// it, the database in ~/.local/share/containers would remember the
+	// run and tmp directories of an earlier test, pause process included.
+	graph := filepath.Join(dir, "graph")
+	os.WriteFile(storage, []byte("[storage]\ndriver = \"vfs\"\ngraphroot = \""+graph+"\"\nrootless_storage_path = \""+graph+"\"\nrunroot = \""+filepath.Join(run, "containers")+"\"\n"), 0o644)
 	p := &podman{
-		t:      t,
-		env:    append(os.Environ(), "XDG_RUNTIME_DIR="+run, "CONTAINERS_CONF="+conf, "CONTAINERS_STORAGE_CONF="+storage, "XDG_CONFIG_HOME="+filepath.Join(dir, "config")),
+		t: t,
+		env: append(os.Environ(), "XDG_RUNTIME_DIR="+run, "CONTAINERS_CONF="+conf, "CONTAINERS_STORAGE_CONF="+storage,
+			"XDG_CONFIG_HOME="+filepath.Join(dir, "config"), "XDG_DATA_HOME="+filepath.Join(dir, "data")),
 		rootfs: testutil.BusyboxRootfs(t),
 	}
 	t.Cleanup(func() {
-		exec.Command("podman", "unshare", "rm", "-rf", filepath.Join(dir, "graph"), filepath.Join(dir, "runroot")).Run()
+		// The files belong to subordinate ids: remove them in podman's
+		// user namespace, then end the pause process that holds it.
+		rm := exec.Command("podman", "unshare", "rm", "-rf", graph, filepath.Join(run, "containers"))
+		rm.Env = p.env
+		if out, err := rm.CombinedOutput(); err != nil {
+			t.Errorf("remove podman's storage: %v\n%s", err, out)
+		}
+		testutil.EndPodmanPause(t, run)
 	})
 	return p
 }
