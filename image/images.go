@@ -152,7 +152,8 @@ type Removal struct {
 // image, it only takes that name off (as podman rmi). Otherwise it deletes
 // the image and the layers nothing else uses; an image a container uses is
 // refused (ErrInUse) unless force is set, which deletes those containers'
-// records first.
+// records first. An image a Lease holds is refused (ErrInUse), --force
+// or not.
 func (s *Store) Remove(name string, force bool) (*Removal, error) {
 	img, err := s.resolve(name)
 	if err != nil {
@@ -166,6 +167,13 @@ func (s *Store) Remove(name string, force bool) (*Removal, error) {
 		r.Untagged = []string{n}
 		return r, nil
 	}
+	// Leases first: --force removes records, never running containers.
+	unlock, err := s.lockOut(img)
+	if err != nil {
+		return nil, err
+	}
+	deleted := false
+	defer func() { unlock(deleted) }()
 	ctrs, err := s.store.Containers()
 	if err != nil {
 		return nil, fmt.Errorf("list containers: %w", err)
@@ -188,6 +196,7 @@ func (s *Store) Remove(name string, force bool) (*Removal, error) {
 	if err != nil {
 		return nil, fmt.Errorf("remove image %s: %w", shortID(img.ID), err)
 	}
+	deleted = true
 	r.Untagged, r.Deleted, r.Layers = img.Names, img.ID, layers
 	return r, nil
 }

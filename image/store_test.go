@@ -424,3 +424,51 @@ func TestTwoStoresOneRoot(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestLease: a lease gives the image's layer directories and config as a
+// container record does, without one; while it is held the image cannot
+// be removed (--force neither), after its release it can, and a lease on
+// a removed image fails with ErrNotFound.
+func TestLease(t *testing.T) {
+	e := newEnv(t)
+	ref := e.push("test/lease", rt.Image{Layers: []rt.Layer{busybox(t), {rt.File("etc/motd", "top\n")}}})
+	img := e.pull(ref)
+	ctx := context.Background()
+	c, err := e.s.NewContainer(ctx, img, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := e.s.Lease(ctx, img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := l.Lowers(), c.Lowers(); len(got) != 2 || !slices.Equal(got, want) {
+		t.Errorf("lease lowers %v, want the record's %v", got, want)
+	}
+	if b, err := os.ReadFile(filepath.Join(l.Lowers()[0], "etc/motd")); err != nil || string(b) != "top\n" {
+		t.Errorf("top layer's etc/motd: %q %v", b, err)
+	}
+	if got, want := l.Config(), c.Config(); !slices.Equal(got.Cmd, want.Cmd) || !slices.Equal(got.Env, want.Env) {
+		t.Errorf("lease config %+v, want %+v", got, want)
+	}
+	if err := e.s.RemoveContainer(c.ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, force := range []bool{false, true} {
+		if _, err := e.s.Remove(ref, force); !errors.Is(err, image.ErrInUse) {
+			t.Errorf("remove a leased image (force %t): %v, want ErrInUse", force, err)
+		}
+	}
+	if err := l.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.s.Remove(ref, false); err != nil {
+		t.Fatalf("remove after the lease's release: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(e.s.GraphRoot(), "urun-leases", img.ID)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("lease file of the removed image: %v", err)
+	}
+	if _, err := e.s.Lease(ctx, img); !errors.Is(err, image.ErrNotFound) {
+		t.Errorf("lease on a removed image: %v, want ErrNotFound", err)
+	}
+}

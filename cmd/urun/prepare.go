@@ -222,9 +222,17 @@ type imageRun struct {
 // image (container.Images): the monitor is root of urun's user namespace
 // already, so the store opens there directly, without the user namespace
 // of its own that withStore makes for the other commands.
+//
+// A container removed when it ends (--rm) gets no record: it leases the
+// image (image.Lease) and keeps its writable layer in its state
+// directory, as a --rootfs container does; the store sees no write.
 type monitorImages struct {
 	run imageRun
 	s   *image.Store
+	// lease is the --rm container's hold on its image (nil: none, or
+	// released); leased is that container's ID.
+	lease  *image.Lease
+	leased string
 }
 
 var _ container.Images = (*monitorImages)(nil)
@@ -260,8 +268,15 @@ func (m *monitorImages) Prepare(ctx context.Context, c *container.Config) error 
 	}
 	trace.Phase("store-image", start)
 	start = time.Now()
-	p, err := newRecordOf(ctx, m.s, img, c.ID, "")
-	if err != nil {
+	var p *preparedImage
+	if c.Remove {
+		l, err := m.s.Lease(ctx, img)
+		if err != nil {
+			return err
+		}
+		m.lease, m.leased = l, c.ID
+		p = &preparedImage{ImageID: img.ID, Lowers: l.Lowers(), Config: l.Config(), Platform: l.Platform()}
+	} else if p, err = newRecordOf(ctx, m.s, img, c.ID, ""); err != nil {
 		return err
 	}
 	trace.Phase("store-record", start)
@@ -269,9 +284,14 @@ func (m *monitorImages) Prepare(ctx context.Context, c *container.Config) error 
 	return nil
 }
 
-// Release removes the record; one that is not there (never made, or
-// removed already) is no error.
+// Release removes the record, or lets go of the lease; a record that is
+// not there (never made, or removed already) is no error.
 func (m *monitorImages) Release(c *container.Config) error {
+	if m.lease != nil && c.ID == m.leased {
+		l := m.lease
+		m.lease = nil
+		return l.Release()
+	}
 	err := m.s.RemoveContainer(c.ID)
 	if errors.Is(err, image.ErrContainerNotFound) {
 		return nil
@@ -279,7 +299,13 @@ func (m *monitorImages) Release(c *container.Config) error {
 	return err
 }
 
-func (m *monitorImages) Close() error { return m.s.Close() }
+func (m *monitorImages) Close() error {
+	var err error
+	if m.lease != nil {
+		err = m.lease.Release()
+	}
+	return errors.Join(err, m.s.Close())
+}
 
 // removeContainerCmd is the hidden command behind removeContainerRecord.
 type removeContainerCmd struct {

@@ -56,9 +56,10 @@ func TestRunImage(t *testing.T) {
 	}
 }
 
-// TestRunImageKill9: urun killed while an image's --rm container runs;
-// the next urun run removes its store record and state, so the image can
-// go.
+// TestRunImageKill9: urun killed while an image's --rm container runs.
+// While it runs, its lease keeps the image (rmi refuses, --force too);
+// once killed, nothing of it is left in the store, and the next urun run
+// removes its state; the image can go.
 func TestRunImageKill9(t *testing.T) {
 	requireContainers(t)
 	reg := rt.Start(t)
@@ -72,6 +73,11 @@ func TestRunImageKill9(t *testing.T) {
 	cmd := c.cmd(ctx, "--root", state, "run", "--rm", ref, "sh", "-c", "echo ready; exec sleep 1000")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	startReady(t, cmd)
+	for _, rmi := range [][]string{{"rmi", ref}, {"rmi", "--force", ref}} {
+		if out, err := c.try(rmi...); err == nil || !strings.Contains(out, "in use") {
+			t.Fatalf("%v while a --rm container runs: %v %q", rmi, err, out)
+		}
+	}
 	tree := descendants(cmd.Process.Pid)
 	cmd.Process.Kill()
 	cmd.Wait()
@@ -84,8 +90,8 @@ func TestRunImageKill9(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	if out, err := c.try("rmi", ref); err == nil || !strings.Contains(out, "in use") {
-		t.Fatalf("rmi while the killed container's record exists: %v %q", err, out)
+	if ents, _ := os.ReadDir(filepath.Join(state, "containers")); len(ents) != 1 {
+		t.Errorf("state of the killed container: %v, want one", ents)
 	}
 	c.run("--root", state, "run", "--rm", ref, "true")
 	if ents, _ := os.ReadDir(filepath.Join(state, "containers")); len(ents) != 0 {
