@@ -26,6 +26,10 @@ func initMain() {
 	trace.Phase("init-wait", start)
 	start = time.Now()
 	console := inheritedFile(envConsoleFD)
+	var filter *seccompFilter
+	if !c.Init {
+		filter = compileSeccomp(c) // beside the set-up
+	}
 	unix.Umask(0o022)
 	if err := setupContainer(c); err != nil {
 		fail(err)
@@ -34,7 +38,7 @@ func initMain() {
 	if c.Init {
 		os.Exit(runInit(c, console))
 	}
-	fail(execProcess(c, console))
+	fail(execProcess(c, console, filter))
 }
 
 // execMain is the command's process under --init.
@@ -44,7 +48,7 @@ func execMain() {
 	if err != nil {
 		fail(err)
 	}
-	fail(execProcess(c, inheritedFile(envConsoleFD)))
+	fail(execProcess(c, inheritedFile(envConsoleFD), compileSeccomp(c)))
 }
 
 // setupContainer builds the container's mounts, enters its root and sets

@@ -106,9 +106,10 @@ func checkExecutable(p string) error {
 }
 
 // execProcess turns the calling process into the container's command:
-// identity, terminal, working directory, security settings, execve. It
-// returns only on error.
-func execProcess(c *Config, console *os.File) error {
+// identity, terminal, working directory, security settings (with filter,
+// c's seccomp program: see compileSeccomp), execve. It returns only on
+// error.
+func execProcess(c *Config, console *os.File, filter *seccompFilter) error {
 	start := time.Now()
 	id, err := resolveIdentity(c)
 	if err != nil {
@@ -158,7 +159,7 @@ func execProcess(c *Config, console *os.File) error {
 	if err := setIdentity(id); err != nil {
 		return &ExitError{ExitSetup, err}
 	}
-	if err := applySecurity(c, id); err != nil {
+	if err := applySecurity(c, id, filter); err != nil {
 		return &ExitError{ExitSetup, err}
 	}
 	// As the container user, with its capabilities: permissions apply.
