@@ -30,12 +30,20 @@ type Config struct {
 	// StateDir.
 	Upper, Work string
 	// Image names the image of a container whose layers, upper and work
-	// directories are a record of the image store (whose ID is ID); the
-	// monitor makes the record and fills in the layers and the process
-	// from the image (see Images). ImageOptions are the binary's own
-	// settings of that step, opaque here.
+	// directories come from the image store: a record whose ID is ID, or
+	// for a --rm container a hold on the image's layers, its upper and
+	// work then in StateDir. The monitor does that store step and fills
+	// in the layers and the process from the image (see Images).
+	// ImageOptions are the binary's own settings of that step, opaque
+	// here.
 	Image        string
 	ImageOptions json.RawMessage `json:",omitempty"`
+
+	// Runtime is the binary that runs the container's init, and the
+	// monitor of a container without a store step: a build of urun
+	// without the image store, which starts in a fraction of urun's time
+	// (see RuntimeBeside). "" runs this binary itself.
+	Runtime string `json:",omitempty"`
 
 	// Args is the command and its arguments; Env the environment
 	// (KEY=VALUE) before the user's HOME is filled in.

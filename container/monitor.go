@@ -128,6 +128,12 @@ func monitor(c *Config, console *os.File, start time.Time, exited *time.Time) (c
 		return ExitSetup, err
 	}
 	passFile(cmd, envConsoleFD, console)
+	// SIGINT, SIGTERM and SIGHUP (passed on by the CLI) end a pull
+	// cleanly: an interrupted pull stores nothing. Set up before the
+	// init's start: signal.Notify made during a fork waits for its end
+	// (about a millisecond).
+	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM, unix.SIGHUP)
+	defer stop()
 	// Start returns once the child has executed: the clone of the
 	// namespaces and the execve run beside the store step. The FUSE
 	// mount waits for it, lest the child inherit go-fuse's descriptor.
@@ -137,7 +143,7 @@ func monitor(c *Config, console *os.File, start time.Time, exited *time.Time) (c
 	if c.Image == "" {
 		ReapStale(root, nil)
 	} else {
-		images, perr = prepareImage(c, root)
+		images, perr = prepareImage(ctx, c, root)
 		trace.Phase("store", start)
 		start = time.Now()
 	}
@@ -186,14 +192,10 @@ func monitor(c *Config, console *os.File, start time.Time, exited *time.Time) (c
 // makes c's store record and fills in c from the image. The caller
 // releases the record (on error too) and closes the Images returned,
 // which is not nil once the store is open.
-func prepareImage(c *Config, root string) (Images, error) {
+func prepareImage(ctx context.Context, c *Config, root string) (Images, error) {
 	if openImages == nil {
 		return nil, errors.New("this urun binary cannot run containers from images")
 	}
-	// SIGINT, SIGTERM and SIGHUP (passed on by the CLI) end a pull
-	// cleanly: an interrupted pull stores nothing.
-	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM, unix.SIGHUP)
-	defer stop()
 	images, err := openImages(ctx, c)
 	if err != nil {
 		return nil, err

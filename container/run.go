@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/urun-dev/urun/internal/reexec"
@@ -146,6 +147,9 @@ func (h *Handle) Run(ctx context.Context) (int, error) {
 
 	trace.Step("cli")
 	cmd := reexec.Command(entryMonitor, "urun-monitor")
+	if c.Image == "" && c.Runtime != "" {
+		cmd.Path = c.Runtime // the store step needs this binary
+	}
 	cmd.Stdout, cmd.Stderr = o.Stdout, o.Stderr
 	if c.Interactive && !c.TTY {
 		cmd.Stdin = o.Stdin
@@ -238,4 +242,20 @@ func checkFUSE(dev string) error {
 	}
 	f.Close()
 	return nil
+}
+
+// RuntimeName is the file name of the runtime binary (Config.Runtime):
+// cmd/urun-runtime, installed beside urun.
+const RuntimeName = "urun-runtime"
+
+// RuntimeBeside returns the runtime binary beside exe (the running urun),
+// or "" when there is none: urun then runs itself. The two must come from
+// the same build (make build and go install ./cmd/... make both).
+func RuntimeBeside(exe string) string {
+	p := filepath.Join(filepath.Dir(exe), RuntimeName)
+	st, err := os.Stat(p)
+	if err != nil || !st.Mode().IsRegular() || st.Mode().Perm()&0o111 == 0 {
+		return ""
+	}
+	return p
 }

@@ -141,6 +141,7 @@ func (r *runCmd) config(g *globals) (*container.Config, container.RunOptions, er
 		Privileged:  r.Privileged,
 		ReadOnly:    r.ReadOnly,
 		Network:     r.Network,
+		Runtime:     runtimeBinary(),
 	}
 	opts := container.RunOptions{Root: g.Root, Logger: g.logger()}
 	if len(r.Rootfs) > 0 && len(r.Command) == 0 {
@@ -213,4 +214,14 @@ func (r *runCmd) config(g *globals) (*container.Config, container.RunOptions, er
 		return nil, opts, fmt.Errorf("--userns %q: supported: keep-id", r.Userns)
 	}
 	return c, opts, nil
+}
+
+// runtimeBinary is urun-runtime beside this urun, if there is one
+// (container.Config.Runtime).
+func runtimeBinary() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	return container.RuntimeBeside(exe)
 }

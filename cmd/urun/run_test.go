@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/urun-dev/urun/container"
 	"github.com/urun-dev/urun/internal/testutil"
 	"github.com/urun-dev/urun/userns"
 	"golang.org/x/sys/unix"
@@ -646,5 +647,51 @@ func TestPsRm(t *testing.T) {
 	}
 	if _, errs, code := cli("rm", "kept"); code != 125 || !strings.Contains(errs, "no such container: kept") {
 		t.Errorf("second rm: exit %d, %q", code, errs)
+	}
+}
+
+// TestRuntimeBinary: with urun-runtime beside urun (make build), the
+// monitor of a --rootfs container runs from it; without it urun runs
+// itself, and containers still run.
+func TestRuntimeBinary(t *testing.T) {
+	e := newEnv(t)
+	runtime := filepath.Join(filepath.Dir(e.bin), container.RuntimeName)
+	if _, err := os.Stat(runtime); err != nil {
+		t.Fatalf("%v: build it beside urun (make build)", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := e.command(ctx, "--rm", "-i", "--", "sh", "-c", "echo ready; read x || true")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	startReady(t, cmd)
+	tree := descendants(cmd.Process.Pid)
+	exe := ""
+	if len(tree) > 0 {
+		exe, err = os.Readlink(fmt.Sprintf("/proc/%d/exe", tree[0]))
+	}
+	stdin.Close()
+	if werr := cmd.Wait(); werr != nil {
+		t.Fatalf("urun: %v", werr)
+	}
+	want, _ := filepath.EvalSymlinks(runtime)
+	if err != nil || exe != want {
+		t.Errorf("the monitor runs %q (%v), want %s", exe, err, want)
+	}
+
+	// urun alone: it runs its own monitor and init.
+	alone := filepath.Join(t.TempDir(), "urun")
+	b, err := os.ReadFile(e.bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(alone, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e.bin = alone
+	if out := e.ok("--rm", "--", "echo", "alone"); out != "alone\n" {
+		t.Errorf("urun without %s: %q", container.RuntimeName, out)
 	}
 }
