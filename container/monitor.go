@@ -107,6 +107,9 @@ func monitor(c *Config, console *os.File, start time.Time, exited *time.Time) (c
 	}
 
 	cmd := reexec.Command(entryInit, "urun-init")
+	if c.Runtime != "" {
+		cmd.Path = c.Runtime
+	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWCGROUP)
 	if c.Network != "host" {

@@ -41,6 +41,14 @@ func TestRunImage(t *testing.T) {
 	if got := urun("run", "--rm", "--pull=never", ref, "sh", "-c", "cat /etc/motd; test -e /bin/vi && echo vi-visible; test -e /bin/ls && echo ls-there"); got != "from the top layer\nls-there\n" {
 		t.Errorf("layers: %q", got)
 	}
+	// The init runs from urun-runtime; the monitor, which does the store
+	// step, from urun.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	monitor, init := runningBinaries(t, c.cmd(ctx, "--root", state, "run", "--rm", "-i", "--init", ref, "sh", "-c", "echo ready; read x || true"))
+	if self, _ := filepath.EvalSymlinks(c.bin); monitor != self || init != runtimeBin(t, c.bin) {
+		t.Errorf("monitor %s, init %s; want %s and %s", monitor, init, self, runtimeBin(t, c.bin))
+	}
 	// The short form, with the store's global flags before the image.
 	if got := urun(ref, "echo", "short"); got != "short\n" {
 		t.Errorf("short form: %q", got)

@@ -651,34 +651,16 @@ func TestPsRm(t *testing.T) {
 }
 
 // TestRuntimeBinary: with urun-runtime beside urun (make build), the
-// monitor of a --rootfs container runs from it; without it urun runs
-// itself, and containers still run.
+// monitor of a --rootfs container and its init run from it; without it
+// urun runs itself, and containers still run.
 func TestRuntimeBinary(t *testing.T) {
 	e := newEnv(t)
-	runtime := filepath.Join(filepath.Dir(e.bin), container.RuntimeName)
-	if _, err := os.Stat(runtime); err != nil {
-		t.Fatalf("%v: build it beside urun (make build)", err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := e.command(ctx, "--rm", "-i", "--", "sh", "-c", "echo ready; read x || true")
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	startReady(t, cmd)
-	tree := descendants(cmd.Process.Pid)
-	exe := ""
-	if len(tree) > 0 {
-		exe, err = os.Readlink(fmt.Sprintf("/proc/%d/exe", tree[0]))
-	}
-	stdin.Close()
-	if werr := cmd.Wait(); werr != nil {
-		t.Fatalf("urun: %v", werr)
-	}
-	want, _ := filepath.EvalSymlinks(runtime)
-	if err != nil || exe != want {
-		t.Errorf("the monitor runs %q (%v), want %s", exe, err, want)
+	monitor, init := runningBinaries(t, e.command(ctx, "--rm", "-i", "--init", "--", "sh", "-c", "echo ready; read x || true"))
+	runtime := runtimeBin(t, e.bin)
+	if monitor != runtime || init != runtime {
+		t.Errorf("monitor %s, init %s; want both %s", monitor, init, runtime)
 	}
 
 	// urun alone: it runs its own monitor and init.
@@ -694,4 +676,43 @@ func TestRuntimeBinary(t *testing.T) {
 	if out := e.ok("--rm", "--", "echo", "alone"); out != "alone\n" {
 		t.Errorf("urun without %s: %q", container.RuntimeName, out)
 	}
+}
+
+// runtimeBin is urun-runtime beside the urun binary bin.
+func runtimeBin(t *testing.T, bin string) string {
+	t.Helper()
+	p, err := filepath.EvalSymlinks(filepath.Join(filepath.Dir(bin), container.RuntimeName))
+	if err != nil {
+		t.Fatalf("%v: build it beside urun (make build)", err)
+	}
+	return p
+}
+
+// runningBinaries runs cmd, a container with --init and -i whose command
+// prints "ready" and then reads stdin, and returns the binaries its
+// monitor and its init run; then it ends the container.
+func runningBinaries(t *testing.T, cmd *exec.Cmd) (monitor, init string) {
+	t.Helper()
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	startReady(t, cmd)
+	tree := descendants(cmd.Process.Pid) // monitor, init, command
+	var exes []string
+	for _, pid := range tree[:min(2, len(tree))] {
+		exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+		if err != nil {
+			t.Error(err)
+		}
+		exes = append(exes, exe)
+	}
+	stdin.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("urun: %v", err)
+	}
+	if len(exes) != 2 {
+		t.Fatalf("urun %d has descendants %v, want the monitor, the init and the command", cmd.Process.Pid, tree)
+	}
+	return exes[0], exes[1]
 }
