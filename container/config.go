@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/urun-dev/urun/capability"
+	"github.com/urun-dev/urun/image/lease"
 	"github.com/urun-dev/urun/seccomp"
 	"github.com/urun-dev/urun/userns"
 )
@@ -38,9 +39,15 @@ type Config struct {
 	// here.
 	Image        string
 	ImageOptions json.RawMessage `json:",omitempty"`
+	// Lease, for a container from an image that has no store record (a
+	// --rm container), names the image it holds while it runs (package
+	// lease). When the CLI found the image itself (ImageOptions empty),
+	// it filled in Layers and the process too: the monitor then takes
+	// the lease and needs no store at all.
+	Lease *lease.Ref `json:",omitempty"`
 
 	// Runtime is the binary that runs the container's init, and the
-	// monitor of a container without a store step: a build of urun
+	// monitor of a container without a store step (storeStep): a build of urun
 	// without the image store, which starts in a fraction of urun's time
 	// (see RuntimeBeside). "" runs this binary itself.
 	Runtime string `json:",omitempty"`
@@ -105,6 +112,15 @@ type Mount struct {
 	// Options are the tmpfs data options (size=, mode=) or extra flags.
 	Options []string
 }
+
+// storeStep reports whether the monitor must do the image store step
+// (the binary's Images) to find c's layers and process.
+func (c *Config) storeStep() bool { return c.Image != "" && len(c.ImageOptions) > 0 }
+
+// hasRecord reports whether c may have a record in the image store,
+// which its removal must delete: a container from an image without a
+// lease.
+func (c *Config) hasRecord() bool { return c.Image != "" && c.Lease == nil }
 
 // Validate checks what can be checked before any namespace exists.
 func (c *Config) Validate() error {

@@ -118,7 +118,7 @@ func RemoveStopped(root string, c *Config, release func(*Config) error) error {
 		return fmt.Errorf("remove %s: %w (stop it first)", c.Name, ErrRunning)
 	}
 	defer l.Close()
-	if c.Image != "" && release != nil {
+	if c.hasRecord() && release != nil {
 		if err := release(c); err != nil {
 			return err
 		}

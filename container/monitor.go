@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/urun-dev/urun/fusefs"
+	"github.com/urun-dev/urun/image/lease"
 	"github.com/urun-dev/urun/internal/reexec"
 	"github.com/urun-dev/urun/internal/trace"
 	"github.com/urun-dev/urun/userns"
@@ -62,7 +63,11 @@ func monitor(c *Config, console *os.File, start time.Time, exited *time.Time) (c
 	// after it ran.
 	running := false
 	var images Images
+	var held *lease.Lease // the image of c.Lease, without a store step
 	defer func() {
+		if held != nil {
+			defer held.Release()
+		}
 		if images != nil {
 			defer images.Close()
 		}
@@ -143,12 +148,19 @@ func monitor(c *Config, console *os.File, start time.Time, exited *time.Time) (c
 	started := make(chan error, 1)
 	go func() { started <- cmd.Start() }()
 	var perr error
-	if c.Image == "" {
-		ReapStale(root, nil)
-	} else {
+	switch {
+	case c.storeStep():
 		images, perr = prepareImage(ctx, c, root)
 		trace.Phase("store", start)
 		start = time.Now()
+	case c.Lease != nil:
+		// The CLI found the image: its layers and process are in c.
+		ReapStale(root, nil)
+		held, perr = lease.Take(*c.Lease)
+		trace.Phase("lease", start)
+		start = time.Now()
+	default:
+		ReapStale(root, nil)
 	}
 	err = <-started
 	if console != nil {

@@ -41,9 +41,10 @@ type Handle struct {
 // should end with: the command's own, 126/127 when it cannot be run, 125
 // with an error when urun failed, 128+N when signal N killed it. A
 // container from an image (c.Image) gets its layers and command in the
-// monitor, from the binary's Images (see Register).
+// monitor, from the binary's Images (see Register), unless the caller
+// filled them in and set c.Lease.
 func Run(ctx context.Context, c *Config, o RunOptions) (int, error) {
-	if c.Image == "" {
+	if !c.storeStep() {
 		if err := c.Validate(); err != nil {
 			return ExitSetup, err
 		}
@@ -122,8 +123,8 @@ func (h *Handle) Close() error { return h.lock.Close() }
 // caller then removes (an image-backed --rm container) and closes h.
 func (h *Handle) Run(ctx context.Context) (int, error) {
 	c, o, lock := h.c, h.o, h.lock
-	if c.Image == "" {
-		// An image's layers and command come in the monitor.
+	if !c.storeStep() {
+		// Otherwise the image's layers and command come in the monitor.
 		if err := c.Validate(); err != nil {
 			h.Abort()
 			return ExitSetup, err
@@ -147,7 +148,7 @@ func (h *Handle) Run(ctx context.Context) (int, error) {
 
 	trace.Step("cli")
 	cmd := reexec.Command(entryMonitor, "urun-monitor")
-	if c.Image == "" && c.Runtime != "" {
+	if !c.storeStep() && c.Runtime != "" {
 		cmd.Path = c.Runtime // the store step needs this binary
 	}
 	cmd.Stdout, cmd.Stderr = o.Stdout, o.Stderr

@@ -209,7 +209,8 @@ func lockState(dir string, wait bool) (*os.File, error) {
 
 // ReapStale removes what --rm containers killed before they could clean
 // up left behind: their state directories, once nothing holds their lock.
-// For a container from an image, release(c) first removes its record from
+// For a container from an image with a store record (not a lease),
+// release(c) first removes its record from
 // the image store (and the state stays if it fails); with a nil release
 // such containers are left alone. It runs inside the user namespace, where
 // root may remove the files of every mapped id.
@@ -225,14 +226,14 @@ func ReapStale(root string, release func(c *Config) error) {
 		if err != nil || json.Unmarshal(b, &c) != nil {
 			continue
 		}
-		if !c.Remove || (c.Image != "" && release == nil) {
+		if !c.Remove || (c.hasRecord() && release == nil) {
 			continue
 		}
 		l, err := lockState(dir, false)
 		if err != nil {
 			continue
 		}
-		if c.Image == "" || release(&c) == nil {
+		if !c.hasRecord() || release(&c) == nil {
 			removeState(root, &c)
 		}
 		l.Close()

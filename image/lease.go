@@ -4,13 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/urun-dev/urun/image/lease"
 	"go.podman.io/storage"
-	"golang.org/x/sys/unix"
 )
 
 // Lease is a hold on an image's layers without a container record: a
@@ -29,7 +28,7 @@ type Lease struct {
 
 	lowers []string
 	config imgspecv1.Image
-	lock   *os.File
+	held   *lease.Lease
 }
 
 // Lowers are the image's layer directories, topmost first (as
@@ -43,42 +42,25 @@ func (l *Lease) Config() imgspecv1.ImageConfig { return l.config.Config }
 func (l *Lease) Platform() imgspecv1.Platform { return l.config.Platform }
 
 // Release lets go of the image.
-func (l *Lease) Release() error { return l.lock.Close() }
+func (l *Lease) Release() error { return l.held.Release() }
 
-// leaseFile is the lock file of an image's leases
-// (GRAPHROOT/urun-leases/IMAGEID), made by the first lease; Remove deletes
-// it with the image.
-func (s *Store) leaseFile(imageID string) string {
-	return filepath.Join(s.opts.GraphRoot, "urun-leases", imageID)
-}
-
-// Lease takes a lease on img (see Lease), and reads its layer directories
-// and config. Release it when the container has ended.
+// Lease takes a lease on img (see Lease, and package lease), and reads
+// its layer directories and config. Release it when the container has
+// ended.
 func (s *Store) Lease(ctx context.Context, img *Image) (*Lease, error) {
 	if img == nil {
 		return nil, fmt.Errorf("lease: no image")
 	}
-	path := s.leaseFile(img.ID)
-	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o600)
-	if errors.Is(err, os.ErrNotExist) {
-		if err = os.MkdirAll(filepath.Dir(path), 0o700); err == nil {
-			f, err = os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o600)
-		}
+	held, err := lease.Take(lease.Ref{GraphRoot: s.opts.GraphRoot, ImageID: img.ID})
+	if errors.Is(err, lease.ErrGone) {
+		err = fmt.Errorf("%w: %w", ErrNotFound, err)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("lease on image %s: %w", img.ShortID(), err)
+		return nil, err
 	}
-	// Waits while Remove of the image runs; then the image may be gone.
-	if err := flock(f, unix.LOCK_SH); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("lease on image %s: %w", img.ShortID(), err)
-	}
-	l := &Lease{ImageID: img.ID, lock: f}
+	l := &Lease{ImageID: img.ID, held: held}
 	if err := s.fillLease(ctx, l, img); err != nil {
-		if errors.Is(err, ErrNotFound) {
-			os.Remove(path) // ours: a lease of no image
-		}
-		f.Close()
+		held.Release()
 		return nil, err
 	}
 	return l, nil
@@ -119,42 +101,8 @@ func (s *Store) fillLease(ctx context.Context, l *Lease, img *Image) error {
 	return nil
 }
 
-// lockOut takes the image's lease lock exclusively, without waiting: it
-// fails with ErrInUse while a lease is held. unlock removes the lock file
-// (when the image was deleted) and lets go.
+// lockOut takes the image's lease lock exclusively (lease.LockOut): it
+// fails with ErrInUse while a lease is held.
 func (s *Store) lockOut(img *storage.Image) (unlock func(deleted bool), err error) {
-	path := s.leaseFile(img.ID)
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return func(bool) {}, nil // never leased
-	}
-	if err != nil {
-		return nil, fmt.Errorf("lease lock of image %s: %w", shortID(img.ID), err)
-	}
-	if err := flock(f, unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("remove image %s: %w: a running container (urun run --rm) uses it; stop it first", shortID(img.ID), ErrInUse)
-		}
-		return nil, fmt.Errorf("lease lock of image %s: %w", shortID(img.ID), err)
-	}
-	return func(deleted bool) {
-		if deleted {
-			os.Remove(path)
-		}
-		f.Close()
-	}, nil
-}
-
-// flock wraps flock(2), retrying EINTR.
-func flock(f *os.File, how int) error {
-	for {
-		err := unix.Flock(int(f.Fd()), how)
-		if !errors.Is(err, unix.EINTR) {
-			if err != nil {
-				return &os.PathError{Op: "flock", Path: f.Name(), Err: err}
-			}
-			return nil
-		}
-	}
+	return lease.LockOut(lease.Ref{GraphRoot: s.opts.GraphRoot, ImageID: img.ID})
 }

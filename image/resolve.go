@@ -9,6 +9,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"go.podman.io/image/v5/docker/reference"
 	"go.podman.io/image/v5/pkg/shortnames"
+	"go.podman.io/image/v5/types"
 	"go.podman.io/storage"
 )
 
@@ -63,12 +64,17 @@ func (s *Store) Resolve(name string) (*Image, error) {
 }
 
 func (s *Store) resolve(name string) (*storage.Image, error) {
+	return resolveIn(s.store, s.systemContext(), name)
+}
+
+// resolveIn is Resolve on idx, with the registries configuration of sys.
+func resolveIn(idx imageIndex, sys *types.SystemContext, name string) (*storage.Image, error) {
 	if name == "" {
 		return nil, fmt.Errorf("%w: empty image name", ErrBadReference)
 	}
 	id := strings.TrimPrefix(name, "sha256:")
 	if isHex(id) && len(id) >= 3 {
-		img, err := s.store.Image(id)
+		img, err := idx.Image(id)
 		if err == nil {
 			return img, nil
 		}
@@ -76,12 +82,12 @@ func (s *Store) resolve(name string) (*storage.Image, error) {
 			return nil, fmt.Errorf("look up image %s: %w", name, err)
 		}
 	}
-	cands, err := shortnames.ResolveLocally(s.systemContext(), name)
+	cands, err := shortnames.ResolveLocally(sys, name)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %q: %w", ErrBadReference, name, err)
 	}
 	for _, c := range cands {
-		img, err := s.lookupNamed(c)
+		img, err := lookupNamed(idx, c)
 		if err != nil {
 			return nil, err
 		}
@@ -93,8 +99,8 @@ func (s *Store) resolve(name string) (*storage.Image, error) {
 }
 
 // lookupNamed returns the image with that name, or nil.
-func (s *Store) lookupNamed(named reference.Named) (*storage.Image, error) {
-	img, err := s.store.Image(named.String())
+func lookupNamed(idx imageIndex, named reference.Named) (*storage.Image, error) {
+	img, err := idx.Image(named.String())
 	if err == nil {
 		return img, nil
 	}
@@ -105,7 +111,7 @@ func (s *Store) lookupNamed(named reference.Named) (*storage.Image, error) {
 	if !ok {
 		return nil, nil
 	}
-	imgs, err := s.store.ImagesByDigest(dg.Digest())
+	imgs, err := idx.ImagesByDigest(dg.Digest())
 	if err != nil && !errors.Is(err, storage.ErrImageUnknown) {
 		return nil, fmt.Errorf("look up image %s: %w", named, err)
 	}

@@ -13,6 +13,7 @@ import (
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/urun-dev/urun/container"
 	"github.com/urun-dev/urun/image"
+	"github.com/urun-dev/urun/image/lease"
 	"github.com/urun-dev/urun/internal/trace"
 )
 
@@ -275,6 +276,8 @@ func (m *monitorImages) Prepare(ctx context.Context, c *container.Config) error 
 			return err
 		}
 		m.lease, m.leased = l, c.ID
+		// No record: a later ReapStale or rm needs no store for it.
+		c.Lease = &lease.Ref{GraphRoot: m.s.GraphRoot(), ImageID: img.ID}
 		p = &preparedImage{ImageID: img.ID, Lowers: l.Lowers(), Config: l.Config(), Platform: l.Platform()}
 	} else if p, err = newRecordOf(ctx, m.s, img, c.ID, ""); err != nil {
 		return err

@@ -7,9 +7,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/urun-dev/urun/container"
 	"github.com/urun-dev/urun/image"
+	"github.com/urun-dev/urun/image/lease"
+	"github.com/urun-dev/urun/internal/trace"
 	"github.com/urun-dev/urun/userns"
 )
 
@@ -69,6 +72,11 @@ func (r *runCmd) Run(ctx context.Context, g *globals) error {
 // whose layers and image config fill c: entrypoint and command,
 // environment, working directory and user, each overridden by the flags.
 // --rm removes the record, then the state.
+//
+// A --rm container of an image the store has (and --pull is not always)
+// skips all that: this process reads the image from the store's files
+// (image.LookupLocal) and fills in c, and the monitor only takes a lease
+// on the image (see leaseImage).
 func (r *runCmd) runImage(ctx context.Context, g *globals, c *container.Config, opts container.RunOptions) (int, error) {
 	if len(r.Command) == 0 {
 		return container.ExitSetup, fmt.Errorf("no image given: urun run IMAGE [COMMAND...] (or --rootfs DIR COMMAND...)")
@@ -80,6 +88,9 @@ func (r *runCmd) runImage(ctx context.Context, g *globals, c *container.Config, 
 		return container.ExitSetup, fmt.Errorf("unknown flag: %s", r.Command[0])
 	}
 	c.Image = r.Command[0]
+	if r.Rm && r.Pull != string(image.PullAlways) && leaseImage(g, c, r.Entrypoint, r.Command[1:]) {
+		return container.Run(ctx, c, opts)
+	}
 	b, err := json.Marshal(imageRun{Globals: *g, Pull: r.Pull, TLSVerify: r.TLSVerify, Entrypoint: r.Entrypoint, Args: r.Command[1:]})
 	if err != nil {
 		return container.ExitSetup, err
@@ -87,6 +98,29 @@ func (r *runCmd) runImage(ctx context.Context, g *globals, c *container.Config, 
 	c.ImageOptions = b
 	c.Args = nil
 	return container.Run(ctx, c, opts)
+}
+
+// leaseImage fills in c, a --rm container of image c.Image, from the
+// image's files in the store (image.LookupLocal), with a lease of the
+// image for the monitor to take (container.Config.Lease); entrypoint and
+// args are as for applyImage. It reports false, c untouched, when the
+// image is not there or cannot be read this way: the monitor's store
+// step then pulls it, or says what is wrong.
+func leaseImage(g *globals, c *container.Config, entrypoint *string, args []string) bool {
+	start := time.Now()
+	defer trace.Phase("cli-image", start)
+	o, err := g.storeOptions()
+	if err != nil {
+		return false
+	}
+	img, err := image.LookupLocal(o, c.Image)
+	if err != nil {
+		g.logger().Debug("image not read from the store's files; the monitor opens the store", "image", c.Image, "err", err)
+		return false
+	}
+	c.Lease = &lease.Ref{GraphRoot: img.GraphRoot, ImageID: img.ID}
+	applyImage(c, &preparedImage{ImageID: img.ID, Lowers: img.Lowers, Config: img.Config.Config, Platform: img.Config.Platform}, entrypoint, args)
+	return true
 }
 
 // applyImage fills in c from the image's container record p: the layers,
