@@ -89,13 +89,28 @@ func LookupLocal(o Options, name string) (*LocalImage, error) {
 
 // overlayLowers are the directories of layer id and its parents, topmost
 // first, as the overlay driver's Metadata gives them: the layer's diff,
-// then the links named in its "lower" file (none for a base layer).
+// then those of the layers its "lower-layers" file names, or else those
+// its "lower" file's links lead to (none for a base layer).
 func overlayLowers(home, id string) ([]string, error) {
-	if strings.ContainsAny(id, "/.") || id == "" {
+	if !validLayerID(id) {
 		return nil, fmt.Errorf("bad layer ID %q", id)
 	}
-	dirs := []string{filepath.Join(home, id, "diff")}
-	b, err := os.ReadFile(filepath.Join(home, id, "lower"))
+	diff := func(id string) string { return filepath.Join(home, id, "diff") }
+	dirs := []string{diff(id)}
+	b, err := os.ReadFile(filepath.Join(home, id, "lower-layers"))
+	if err == nil {
+		for _, l := range strings.Split(string(b), ":") {
+			if !validLayerID(l) {
+				return nil, fmt.Errorf("layer %s: bad entry %q in lower-layers", shortID(id), l)
+			}
+			dirs = append(dirs, diff(l))
+		}
+		return dirs, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	b, err = os.ReadFile(filepath.Join(home, id, "lower"))
 	if errors.Is(err, os.ErrNotExist) {
 		if _, err := os.Stat(dirs[0]); err != nil {
 			return nil, err
@@ -105,13 +120,24 @@ func overlayLowers(home, id string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, s := range strings.Split(strings.TrimSpace(string(b)), ":") {
-		if s == "" || filepath.IsAbs(s) || strings.Contains(s, "..") {
-			return nil, fmt.Errorf("layer %s: bad lower entry %q", shortID(id), s)
+	for _, link := range strings.Split(string(b), ":") {
+		// l/NAME -> ../ID/diff
+		lp, err := os.Readlink(filepath.Join(home, link))
+		if err != nil {
+			return nil, err
 		}
-		dirs = append(dirs, filepath.Join(home, s))
+		l := filepath.Base(filepath.Dir(lp))
+		if !validLayerID(l) {
+			return nil, fmt.Errorf("layer %s: link %s leads to %q, not a layer", shortID(id), link, lp)
+		}
+		dirs = append(dirs, diff(l))
 	}
 	return dirs, nil
+}
+
+// validLayerID reports whether id can name a layer directory.
+func validLayerID(id string) bool {
+	return id != "" && id != "." && id != ".." && id != "l" && !strings.ContainsRune(id, '/')
 }
 
 // bigDataName is the file name containers-storage gives a big-data item

@@ -41,14 +41,28 @@ func TestRunImage(t *testing.T) {
 	if got := urun("run", "--rm", "--pull=never", ref, "sh", "-c", "cat /etc/motd; test -e /bin/vi && echo vi-visible; test -e /bin/ls && echo ls-there"); got != "from the top layer\nls-there\n" {
 		t.Errorf("layers: %q", got)
 	}
-	// The init runs from urun-runtime; the monitor, which does the store
-	// step, from urun.
+	// The init runs from urun-runtime. So does the monitor of a --rm
+	// container, which only leases the image the CLI found; the monitor
+	// that makes a store record (no --rm), or pulls (--pull=always), is
+	// urun.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	monitor, init := runningBinaries(t, c.cmd(ctx, "--root", state, "run", "--rm", "-i", "--init", ref, "sh", "-c", "echo ready; read x || true"))
-	if self, _ := filepath.EvalSymlinks(c.bin); monitor != self || init != runtimeBin(t, c.bin) {
-		t.Errorf("monitor %s, init %s; want %s and %s", monitor, init, self, runtimeBin(t, c.bin))
+	self, _ := filepath.EvalSymlinks(c.bin)
+	for _, tc := range []struct {
+		flags   []string
+		monitor string
+	}{
+		{[]string{"--rm"}, runtimeBin(t, c.bin)},
+		{[]string{"--rm", "--pull=always", "--tls-verify=false"}, self},
+		{[]string{"--name", "kept"}, self},
+	} {
+		args := append(append([]string{"--root", state, "run"}, tc.flags...), "-i", "--init", ref, "sh", "-c", "echo ready; read x || true")
+		monitor, init := runningBinaries(t, c.cmd(ctx, args...))
+		if monitor != tc.monitor || init != runtimeBin(t, c.bin) {
+			t.Errorf("%v: monitor %s, init %s; want %s and %s", tc.flags, monitor, init, tc.monitor, runtimeBin(t, c.bin))
+		}
 	}
+	c.run("--root", state, "rm", "kept")
 	// The short form, with the store's global flags before the image.
 	if got := urun(ref, "echo", "short"); got != "short\n" {
 		t.Errorf("short form: %q", got)
