@@ -221,19 +221,16 @@ func ReapStale(root string, release func(c *Config) error) {
 	}
 	for _, e := range ents {
 		dir := filepath.Join(containersDir(root), e.Name())
-		b, err := os.ReadFile(filepath.Join(dir, configFile))
-		var c Config
-		if err != nil || json.Unmarshal(b, &c) != nil {
-			continue
-		}
-		if !c.Remove || (c.hasRecord() && release == nil) {
-			continue
-		}
+		// The lock first: it is cheaper than reading the config, and
+		// usually held (by this start's own container, for one).
 		l, err := lockState(dir, false)
 		if err != nil {
 			continue
 		}
-		if !c.hasRecord() || release(&c) == nil {
+		b, err := os.ReadFile(filepath.Join(dir, configFile))
+		var c Config
+		if err == nil && json.Unmarshal(b, &c) == nil && c.Remove &&
+			(!c.hasRecord() || (release != nil && release(&c) == nil)) {
 			removeState(root, &c)
 		}
 		l.Close()

@@ -75,8 +75,8 @@ func (r *runCmd) Run(ctx context.Context, g *globals) error {
 //
 // A --rm container of an image the store has (and --pull is not always)
 // skips all that: this process reads the image from the store's files
-// (image.LookupLocal) and fills in c, and the monitor only takes a lease
-// on the image (see leaseImage).
+// (image.LookupLocal) and fills in c, and the monitor, urun-runtime, only
+// takes a lease on the image (container.Config.Lease).
 func (r *runCmd) runImage(ctx context.Context, g *globals, c *container.Config, opts container.RunOptions) (int, error) {
 	if len(r.Command) == 0 {
 		return container.ExitSetup, fmt.Errorf("no image given: urun run IMAGE [COMMAND...] (or --rootfs DIR COMMAND...)")
@@ -87,40 +87,52 @@ func (r *runCmd) runImage(ctx context.Context, g *globals, c *container.Config, 
 	if strings.HasPrefix(r.Command[0], "-") {
 		return container.ExitSetup, fmt.Errorf("unknown flag: %s", r.Command[0])
 	}
-	c.Image = r.Command[0]
-	if r.Rm && r.Pull != string(image.PullAlways) && leaseImage(g, c, r.Entrypoint, r.Command[1:]) {
-		return container.Run(ctx, c, opts)
+	c.Image, c.Args = r.Command[0], nil
+	// The look-up runs beside the making of the container's state.
+	var found chan *image.LocalImage
+	if r.Rm && r.Pull != string(image.PullAlways) {
+		found = make(chan *image.LocalImage, 1)
+		go func() { found <- lookupLocal(g, c.Image) }()
 	}
-	b, err := json.Marshal(imageRun{Globals: *g, Pull: r.Pull, TLSVerify: r.TLSVerify, Entrypoint: r.Entrypoint, Args: r.Command[1:]})
+	h, err := container.Create(c, opts)
 	if err != nil {
 		return container.ExitSetup, err
 	}
+	defer h.Close()
+	if found != nil {
+		if img := <-found; img != nil {
+			c.Lease = &lease.Ref{GraphRoot: img.GraphRoot, ImageID: img.ID}
+			applyImage(c, &preparedImage{ImageID: img.ID, Lowers: img.Lowers, Config: img.Config.Config, Platform: img.Config.Platform}, r.Entrypoint, r.Command[1:])
+			return h.Run(ctx)
+		}
+	}
+	b, err := json.Marshal(imageRun{Globals: *g, Pull: r.Pull, TLSVerify: r.TLSVerify, Entrypoint: r.Entrypoint, Args: r.Command[1:]})
+	if err != nil {
+		h.Abort()
+		return container.ExitSetup, err
+	}
 	c.ImageOptions = b
-	c.Args = nil
-	return container.Run(ctx, c, opts)
+	return h.Run(ctx)
 }
 
-// leaseImage fills in c, a --rm container of image c.Image, from the
-// image's files in the store (image.LookupLocal), with a lease of the
-// image for the monitor to take (container.Config.Lease); entrypoint and
-// args are as for applyImage. It reports false, c untouched, when the
-// image is not there or cannot be read this way: the monitor's store
-// step then pulls it, or says what is wrong.
-func leaseImage(g *globals, c *container.Config, entrypoint *string, args []string) bool {
+// lookupLocal reads the image called name from the store's files
+// (image.LookupLocal), for a --rm container whose monitor then only
+// leases it (container.Config.Lease). It returns nil when the image is
+// not there or cannot be read this way: the monitor's store step then
+// pulls it, or says what is wrong.
+func lookupLocal(g *globals, name string) *image.LocalImage {
 	start := time.Now()
 	defer trace.Phase("cli-image", start)
 	o, err := g.storeOptions()
 	if err != nil {
-		return false
+		return nil
 	}
-	img, err := image.LookupLocal(o, c.Image)
+	img, err := image.LookupLocal(o, name)
 	if err != nil {
-		g.logger().Debug("image not read from the store's files; the monitor opens the store", "image", c.Image, "err", err)
-		return false
+		g.logger().Debug("image not read from the store's files; the monitor opens the store", "image", name, "err", err)
+		return nil
 	}
-	c.Lease = &lease.Ref{GraphRoot: img.GraphRoot, ImageID: img.ID}
-	applyImage(c, &preparedImage{ImageID: img.ID, Lowers: img.Lowers, Config: img.Config.Config, Platform: img.Config.Platform}, entrypoint, args)
-	return true
+	return img
 }
 
 // applyImage fills in c from the image's container record p: the layers,
