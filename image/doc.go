@@ -36,7 +36,12 @@
 // topmost first), Upper and Work, so the FUSE server lives and dies with
 // the container; Container.Config is the image's default process
 // (Entrypoint, Cmd, Env, WorkingDir, User). RemoveContainer deletes the
-// record and its writable layer (--rm).
+// record and its writable layer. A container removed when it ends (--rm)
+// needs no record: a Lease holds the image while it runs (the lock
+// protocol is package image/lease, which links no store), and
+// LookupLocal reads the image's layers and config from the store's
+// files, outside the user namespace and without opening the store, so
+// that the CLI can hand them to a runtime binary that links no store.
 //
 // Some containers-storage work runs in a re-executed copy of the binary:
 // main and TestMain call Init first.
