@@ -18,6 +18,9 @@ import (
 // then becomes the command (or, with --init, starts it and reaps).
 func initMain() {
 	start := trace.Started("init-start")
+	if err := dropFUSE(); err != nil {
+		fail(fmt.Errorf("close inherited /dev/fuse descriptors: %w", err))
+	}
 	c, err := receiveConfig()
 	if err != nil {
 		fail(err)

@@ -143,8 +143,10 @@ func monitor(c *Config, console *os.File, start time.Time, exited *time.Time) (c
 	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM, unix.SIGHUP)
 	defer stop()
 	// Start returns once the child has executed: the clone of the
-	// namespaces and the execve run beside the store step. The FUSE
-	// mount waits for it, lest the child inherit go-fuse's descriptor.
+	// namespaces and the execve run beside the store step and the FUSE
+	// mount. The child may inherit go-fuse's descriptor of /dev/fuse
+	// (opened without O_CLOEXEC) if the mount's open comes before the
+	// clone: the init closes it first thing (see dropFUSE).
 	started := make(chan error, 1)
 	go func() { started <- cmd.Start() }()
 	var perr error
@@ -162,15 +164,15 @@ func monitor(c *Config, console *os.File, start time.Time, exited *time.Time) (c
 	default:
 		ReapStale(root, nil)
 	}
+	if perr == nil {
+		perr = mountRootfs(c, merged)
+	}
 	err = <-started
 	if console != nil {
 		console.Close()
 	}
 	if err != nil {
 		return ExitSetup, fmt.Errorf("start the container's init: %w", err)
-	}
-	if perr == nil {
-		perr = mountRootfs(c, merged)
 	}
 	if err := perr; err != nil {
 		// init has its config pipe's read end only: killed, it ends.
@@ -261,22 +263,44 @@ func mountRootfs(c *Config, merged string) error {
 // death, and a request it made in that moment would wait forever for an
 // answer that no one is left to give.
 func closeOnExecFUSE() error {
+	fds, err := fuseFDs()
+	for _, fd := range fds {
+		unix.CloseOnExec(fd)
+	}
+	return err
+}
+
+// dropFUSE closes the descriptors of /dev/fuse a container's init
+// inherited: the monitor mounts the rootfs while it starts the init, and
+// a clone between go-fuse's open of /dev/fuse and closeOnExecFUSE hands
+// the init a copy. Until dropFUSE the init makes no request of that
+// mount, and it dies with the monitor (its parent-death signal), so the
+// copy can keep no connection alive for long.
+func dropFUSE() error {
+	fds, err := fuseFDs()
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+	return err
+}
+
+// fuseFDs lists this process's descriptors of /dev/fuse.
+func fuseFDs() ([]int, error) {
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
-		return err
+		return nil, err
 	}
+	var fds []int
 	for _, e := range ents {
 		target, err := os.Readlink("/proc/self/fd/" + e.Name())
 		if err != nil || (target != "/dev/fuse" && target != "/fuse") {
 			continue
 		}
-		fd, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
+		if fd, err := strconv.Atoi(e.Name()); err == nil {
+			fds = append(fds, fd)
 		}
-		unix.CloseOnExec(fd)
 	}
-	return nil
+	return fds, nil
 }
 
 // unmountAll lazily unmounts every mount stacked at dir.
