@@ -1,9 +1,12 @@
 package container
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestRuntimeBeside: the runtime binary is used only when an executable
@@ -40,5 +43,44 @@ func TestRuntimeBeside(t *testing.T) {
 				t.Errorf("RuntimeBeside = %q, want %q", got, want)
 			}
 		})
+	}
+}
+
+// TestFUSEDescriptors: closeOnExecFUSE marks this process's /dev/fuse
+// descriptors close-on-exec, dropFUSE closes them; other descriptors
+// stay as they are.
+func TestFUSEDescriptors(t *testing.T) {
+	fuseFD := func() int {
+		t.Helper()
+		fd, err := unix.Open("/dev/fuse", unix.O_RDWR, 0) // as go-fuse: no O_CLOEXEC
+		if err != nil {
+			t.Skipf("/dev/fuse: %v (make test-rootless makes it 0666)", err)
+		}
+		return fd
+	}
+	other, err := unix.Open("/dev/null", unix.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(other)
+	a := fuseFD()
+	if err := closeOnExecFUSE(); err != nil {
+		t.Fatal(err)
+	}
+	if flags, err := unix.FcntlInt(uintptr(a), unix.F_GETFD, 0); err != nil || flags&unix.FD_CLOEXEC == 0 {
+		t.Errorf("/dev/fuse after closeOnExecFUSE: flags %#x, %v; want FD_CLOEXEC", flags, err)
+	}
+	b := fuseFD()
+	if err := dropFUSE(); err != nil {
+		t.Fatal(err)
+	}
+	for _, fd := range []int{a, b} {
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); !errors.Is(err, unix.EBADF) {
+			unix.Close(fd)
+			t.Errorf("/dev/fuse descriptor %d after dropFUSE: %v, want EBADF", fd, err)
+		}
+	}
+	if flags, err := unix.FcntlInt(uintptr(other), unix.F_GETFD, 0); err != nil || flags&unix.FD_CLOEXEC != 0 {
+		t.Errorf("/dev/null: flags %#x, %v; want open, without FD_CLOEXEC", flags, err)
 	}
 }
