@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -249,38 +248,10 @@ func awaitMounted(t testing.TB, mnt string, want bool, pidfd int) error {
 // daemonPIDs returns the live ufs processes serving (or mounting) mnt:
 // those whose command line is "... mount ... MNT".
 func daemonPIDs(mnt string) []int {
-	return livePIDs(func(args []string) bool {
+	return testutil.LivePIDs(func(args []string) bool {
 		return len(args) >= 3 && args[len(args)-1] == mnt && contains(args[1:], "mount") &&
 			filepath.Base(args[0]) == "ufs"
 	})
-}
-
-// livePIDs returns the live processes other than this one whose command
-// line (program first) match accepts.
-func livePIDs(match func(args []string) bool) []int {
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	var out []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err != nil || len(b) == 0 {
-			continue
-		}
-		if !match(strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")) {
-			continue
-		}
-		if st, err := procState(pid); err != nil || st == 'Z' || st == 'X' {
-			continue
-		}
-		out = append(out, pid)
-	}
-	return out
 }
 
 // daemonPID returns the one daemon serving mnt, failing t unless there is
@@ -301,29 +272,6 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// procStat returns the fields of /proc/PID/stat after the command name:
-// [0] is the state, [1] the parent pid, [3] the session.
-func procStat(pid int) ([]string, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return nil, err
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return nil, fmt.Errorf("/proc/%d/stat: no command name", pid)
-	}
-	return strings.Fields(s[i+1:]), nil
-}
-
-func procState(pid int) (byte, error) {
-	f, err := procStat(pid)
-	if err != nil || len(f) == 0 {
-		return 0, err
-	}
-	return f[0][0], nil
 }
 
 // checkOneLineError checks that a failed command left a non-zero exit and

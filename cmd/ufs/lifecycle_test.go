@@ -66,7 +66,7 @@ func TestDaemonServesAfterCLIExits(t *testing.T) {
 	up, _, mnt, args := simpleUnion(t)
 	mountUfs(t, mnt, args...) // returns once the command has exited
 	pid := daemonPID(t, mnt)
-	st, err := procStat(pid)
+	st, err := testutil.ProcStat(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +224,7 @@ func TestSignalUnmounts(t *testing.T) {
 				if string(buf[:n]) != lowerTree["hello"] {
 					t.Errorf("read of a file open across the detach: %q, %v", buf[:n], err)
 				}
-				if st, err := procState(pid); err != nil || st == 'Z' {
+				if st, err := testutil.ProcState(pid); err != nil || st == 'Z' {
 					t.Errorf("daemon gone while a file of its union is open (state %c, %v)", st, err)
 				}
 				open.Close()
@@ -285,7 +285,7 @@ func TestUnmountBusy(t *testing.T) {
 	if string(buf[:n]) != lowerTree["hello"] {
 		t.Errorf("read of a file open across the lazy unmount: %q, %v", buf[:n], err)
 	}
-	if st, err := procState(pid); err != nil || st == 'Z' {
+	if st, err := testutil.ProcState(pid); err != nil || st == 'Z' {
 		t.Errorf("daemon gone while a file of its union is open (state %c, %v)", st, err)
 	}
 	f.Close()

@@ -379,7 +379,7 @@ func (p *podman) exec(args ...string) (stdout, stderr string, err error) {
 // mount of the storage once podman has unmounted everything.
 func (p *podman) checkNoDaemons(t *testing.T) {
 	t.Helper()
-	for _, pid := range processesMentioning(p.storage) {
+	for _, pid := range testutil.ProcessesMentioning(p.storage) {
 		if !testutil.WaitExit(t, pid, 10*time.Second) {
 			cmdline, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
 			t.Errorf("%s: process %d still serves the storage after podman unmounted it: %s",
@@ -399,24 +399,11 @@ func (p *podman) cleanup(t *testing.T, xdg string) {
 		t.Errorf("%s: remove the storage: %v\n%s", p.name, err, tail(stderr, 2000))
 	}
 	testutil.EndPodmanPause(t, xdg)
-	for _, pid := range processesMentioning(p.storage) {
+	for _, pid := range testutil.ProcessesMentioning(p.storage) {
 		if !testutil.WaitExit(t, pid, 10*time.Second) {
 			t.Errorf("%s: process %d of the storage still runs after podman's namespace ended", p.name, pid)
 		}
 	}
-}
-
-// processesMentioning returns the live processes whose command line
-// mentions s.
-func processesMentioning(s string) []int {
-	return livePIDs(func(args []string) bool {
-		for _, a := range args {
-			if strings.Contains(a, s) {
-				return true
-			}
-		}
-		return false
-	})
 }
 
 // requireSubids skips t unless the user has subordinate uids and gids,

@@ -114,7 +114,14 @@ func newPodman(t *testing.T) *podman {
 	}
 	t.Cleanup(func() {
 		// The files belong to subordinate ids: remove them in podman's
-		// user namespace, then end the pause process that holds it.
+		// user namespace, once the clean-up commands conmon started
+		// at each container's exit have ended, then end the pause
+		// process that holds the namespace.
+		for _, pid := range testutil.ProcessesMentioning(graph) {
+			if !testutil.WaitExit(t, pid, 30*time.Second) {
+				t.Errorf("process %d of podman's storage still runs", pid)
+			}
+		}
 		rm := exec.Command("podman", "unshare", "rm", "-rf", graph, filepath.Join(run, "containers"))
 		rm.Env = p.env
 		if out, err := rm.CombinedOutput(); err != nil {

@@ -2,6 +2,10 @@ package testutil
 
 import (
 	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -40,4 +44,69 @@ func WaitExit(t testing.TB, pid int, timeout time.Duration) bool {
 			return true
 		}
 	}
+}
+
+// LivePIDs returns the live processes other than this one whose command
+// line (program first) match accepts.
+func LivePIDs(match func(args []string) bool) []int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil || len(b) == 0 {
+			continue
+		}
+		if !match(strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")) {
+			continue
+		}
+		if st, err := ProcState(pid); err != nil || st == 'Z' || st == 'X' {
+			continue
+		}
+		out = append(out, pid)
+	}
+	return out
+}
+
+// ProcessesMentioning returns the live processes whose command line
+// mentions s.
+func ProcessesMentioning(s string) []int {
+	return LivePIDs(func(args []string) bool {
+		for _, a := range args {
+			if strings.Contains(a, s) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// ProcStat returns the fields of /proc/PID/stat after the command name:
+// [0] is the state, [1] the parent pid, [3] the session.
+func ProcStat(pid int) ([]string, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return nil, err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return nil, fmt.Errorf("/proc/%d/stat: no command name", pid)
+	}
+	return strings.Fields(s[i+1:]), nil
+}
+
+// ProcState returns the state letter of process pid (R, S, Z, ...).
+func ProcState(pid int) (byte, error) {
+	f, err := ProcStat(pid)
+	if err != nil || len(f) == 0 {
+		return 0, err
+	}
+	return f[0][0], nil
 }
