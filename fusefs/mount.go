@@ -53,7 +53,7 @@ func Mount(mnt string, cfg Config, mo MountOptions) (*fuse.Server, *Union, error
 	// the union's logger.
 	opts.Logger = log.New(logWriter{u}, "", 0)
 	opts.MountOptions.Logger = opts.Logger
-	srv, err := fs.Mount(mnt, u.Root(), opts)
+	srv, err := serve(mnt, u, opts)
 	if err != nil {
 		u.Close()
 		if !inInitialUserNS() {
@@ -71,6 +71,24 @@ func Mount(mnt string, cfg Config, mo MountOptions) (*fuse.Server, *Union, error
 		}
 	}
 	return srv, u, nil
+}
+
+// serve mounts the union at mnt and serves it in the background (fs.Mount,
+// with the union's kill-privilege handling between the kernel and the node
+// API).
+func serve(mnt string, u *Union, opts *fs.Options) (*fuse.Server, error) {
+	raw := &killPriv{RawFileSystem: fs.NewNodeFS(u.Root(), opts)}
+	srv, err := fuse.NewServer(raw, mnt, &opts.MountOptions)
+	if err != nil {
+		return nil, err
+	}
+	go srv.Serve()
+	if err := srv.WaitMount(); err != nil {
+		// As fs.Mount: the serve loop ends by itself when the mount
+		// fails.
+		return nil, err
+	}
+	return srv, nil
 }
 
 type logWriter struct{ u *Union }
