@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/urun-dev/urun/fusefs"
 	"github.com/urun-dev/urun/internal/testutil"
 	"golang.org/x/sys/unix"
 )
@@ -40,6 +41,20 @@ func privOp(op, path string) error {
 	case "fallocate":
 		return onFile(path, os.O_WRONLY, func(f *os.File) error {
 			return unix.Fallocate(int(f.Fd()), 0, 0, 8192)
+		})
+	case "setid-while-open":
+		// A write leaves the inode known to hold no privileges; set-ID
+		// bits set later through the same descriptor must still go on
+		// the next write.
+		return onFile(path, os.O_RDWR, func(f *os.File) error {
+			if _, err := f.WriteString("a"); err != nil {
+				return err
+			}
+			if err := f.Chmod(0o777 | os.ModeSetuid | os.ModeSetgid); err != nil {
+				return err
+			}
+			_, err := f.WriteString("b")
+			return err
 		})
 	case "chown":
 		return os.Chown(path, 1, 1)
@@ -127,6 +142,9 @@ func privCases() []privCase {
 				privCase{fmt.Sprintf("%s/%s/cap/root", where, op), lower, 0o666, true, 0, op},
 			)
 		}
+		for _, uid := range []int{65534, 0} {
+			cs = append(cs, privCase{fmt.Sprintf("%s/setid-while-open/%d", where, uid), lower, 0o666, false, uid, "setid-while-open"})
+		}
 		for _, op := range []string{"chown", "chown-noop"} {
 			cs = append(cs,
 				privCase{fmt.Sprintf("%s/%s/6777/root", where, op), lower, 0o6777, false, 0, op},
@@ -151,9 +169,44 @@ func setupPriv(t *testing.T, dir, f string, c privCase) {
 			t.Fatal(err)
 		}
 	}
+	if c.op == "setid-while-open" {
+		// The writer sets the bits itself: it must own the file.
+		if err := os.Chown(p, c.uid, c.uid); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// After the capability: setting one clears set-ID bits.
 	if err := unix.Chmod(p, c.mode); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestWritesAskNothing: only the first write(2) to a file of the union
+// asks for its security.capability; the kernel then knows the inode holds
+// no privileges to clear (S_NOSEC) and the later writes cost no GETXATTR:
+// as root they do not reach the daemon at all (passthrough), unprivileged
+// they are WRITE requests only.
+func TestWritesAskNothing(t *testing.T) {
+	f := newFixture(t)
+	mnt, log := mountLogged(t, fusefs.Config{Branches: f.branches()})
+	p := filepath.Join(mnt, "new")
+	before := strings.Count(log.String(), "GETXATTR")
+	err := onFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, func(f *os.File) error {
+		for range 16 {
+			if _, err := f.Write(make([]byte, 64<<10)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(log.String(), "GETXATTR") - before; n > 1 {
+		t.Errorf("%d GETXATTR request(s) for 16 writes, want at most the first write's", n)
+	}
+	if fi, err := os.Stat(p); err != nil || fi.Size() != 16*64<<10 {
+		t.Fatalf("after the writes: %v, %v", fi, err)
 	}
 }
 
