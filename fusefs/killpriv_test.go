@@ -56,6 +56,9 @@ func privOp(op, path string) error {
 			_, err := f.WriteString("b")
 			return err
 		})
+	case "chgrp-own":
+		// The owner gives the file its own group (65534).
+		return os.Chown(path, -1, 65534)
 	case "chown":
 		return os.Chown(path, 1, 1)
 	case "chown-noop":
@@ -140,11 +143,23 @@ func privCases() []privCase {
 				privCase{fmt.Sprintf("%s/%s/cap/nobody", where, op), lower, 0o666, true, 65534, op},
 				privCase{fmt.Sprintf("%s/%s/6777/root", where, op), lower, 0o6777, false, 0, op},
 				privCase{fmt.Sprintf("%s/%s/cap/root", where, op), lower, 0o666, true, 0, op},
+				privCase{fmt.Sprintf("%s/%s/6777cap/root", where, op), lower, 0o6777, true, 0, op},
+				privCase{fmt.Sprintf("%s/%s/6777cap/nobody", where, op), lower, 0o6777, true, 65534, op},
 			)
 		}
 		for _, uid := range []int{65534, 0} {
 			cs = append(cs, privCase{fmt.Sprintf("%s/setid-while-open/%d", where, uid), lower, 0o666, false, uid, "setid-while-open"})
 		}
+		// Not compared: chown(f, -1, -1) by a caller with CAP_FSETID of
+		// a set-ID file that has a file capability. The kernel clears
+		// the bits, ufs keeps them: it sees the same requests as for
+		// that caller's write, after which the kernel keeps them (see
+		// killPriv).
+		cs = append(cs,
+			privCase{where + "/chown/6755cap/root", lower, 0o6755, true, 0, "chown"},
+			privCase{where + "/chgrp-own/2767/nobody", lower, 0o2767, false, 65534, "chgrp-own"},
+			privCase{where + "/chgrp-own/6777/nobody", lower, 0o6777, false, 65534, "chgrp-own"},
+		)
 		for _, op := range []string{"chown", "chown-noop"} {
 			cs = append(cs,
 				privCase{fmt.Sprintf("%s/%s/6777/root", where, op), lower, 0o6777, false, 0, op},
@@ -169,9 +184,15 @@ func setupPriv(t *testing.T, dir, f string, c privCase) {
 			t.Fatal(err)
 		}
 	}
-	if c.op == "setid-while-open" {
+	switch c.op {
+	case "setid-while-open":
 		// The writer sets the bits itself: it must own the file.
 		if err := os.Chown(p, c.uid, c.uid); err != nil {
+			t.Fatal(err)
+		}
+	case "chgrp-own":
+		// Owned by the caller, in a group the caller is not in.
+		if err := os.Chown(p, c.uid, 0); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -257,11 +257,21 @@ func Unmount(ctx context.Context, mnt string, lazy bool) error {
 }
 
 // inInitialUserNS reports whether the process runs in the initial user
-// namespace, whose uid_map maps the whole id range onto itself.
+// namespace (true if that cannot be read).
 func inInitialUserNS() bool {
-	b, err := os.ReadFile("/proc/self/uid_map")
-	if err != nil {
+	if _, err := os.Stat("/proc/self/uid_map"); err != nil {
 		return true
+	}
+	return initialUserNS("/proc/self")
+}
+
+// initialUserNS reports whether the process of the /proc directory dir runs
+// in the initial user namespace, whose uid_map maps the whole id range onto
+// itself (false if that cannot be read).
+func initialUserNS(dir string) bool {
+	b, err := os.ReadFile(dir + "/uid_map")
+	if err != nil {
+		return false
 	}
 	f := strings.Fields(string(b))
 	return len(f) == 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295"
