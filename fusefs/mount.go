@@ -53,7 +53,7 @@ func Mount(mnt string, cfg Config, mo MountOptions) (*fuse.Server, *Union, error
 	// the union's logger.
 	opts.Logger = log.New(logWriter{u}, "", 0)
 	opts.MountOptions.Logger = opts.Logger
-	srv, err := fs.Mount(mnt, u.Root(), opts)
+	srv, err := serve(mnt, u, opts)
 	if err != nil {
 		u.Close()
 		if !inInitialUserNS() {
@@ -71,6 +71,24 @@ func Mount(mnt string, cfg Config, mo MountOptions) (*fuse.Server, *Union, error
 		}
 	}
 	return srv, u, nil
+}
+
+// serve mounts the union at mnt and serves it in the background (fs.Mount,
+// with the union's kill-privilege handling between the kernel and the node
+// API).
+func serve(mnt string, u *Union, opts *fs.Options) (*fuse.Server, error) {
+	raw := &killPriv{RawFileSystem: fs.NewNodeFS(u.Root(), opts)}
+	srv, err := fuse.NewServer(raw, mnt, &opts.MountOptions)
+	if err != nil {
+		return nil, err
+	}
+	go srv.Serve()
+	if err := srv.WaitMount(); err != nil {
+		// As fs.Mount: the serve loop ends by itself when the mount
+		// fails.
+		return nil, err
+	}
+	return srv, nil
 }
 
 type logWriter struct{ u *Union }
@@ -239,11 +257,21 @@ func Unmount(ctx context.Context, mnt string, lazy bool) error {
 }
 
 // inInitialUserNS reports whether the process runs in the initial user
-// namespace, whose uid_map maps the whole id range onto itself.
+// namespace (true if that cannot be read).
 func inInitialUserNS() bool {
-	b, err := os.ReadFile("/proc/self/uid_map")
-	if err != nil {
+	if _, err := os.Stat("/proc/self/uid_map"); err != nil {
 		return true
+	}
+	return initialUserNS("/proc/self")
+}
+
+// initialUserNS reports whether the process of the /proc directory dir runs
+// in the initial user namespace, whose uid_map maps the whole id range onto
+// itself (false if that cannot be read).
+func initialUserNS(dir string) bool {
+	b, err := os.ReadFile(dir + "/uid_map")
+	if err != nil {
+		return false
 	}
 	f := strings.Fields(string(b))
 	return len(f) == 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295"

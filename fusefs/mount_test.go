@@ -59,6 +59,9 @@ func runHelper(name, path, arg string) error {
 			return fmt.Errorf("msync: %w", err)
 		}
 		return syscall.Munmap(m)
+	case "privop":
+		// Change path as arg says ("uid:operation").
+		return privOpHelper(path, arg)
 	case "exec":
 		// Run the program at path.
 		if out, err := exec.Command(path).CombinedOutput(); err != nil {

@@ -314,7 +314,10 @@ func (u *Union) Options() *fs.Options {
 			// later ones only once a listed name has been looked up
 			// (ls -l, a stat walk). A bare listing of a big directory
 			// then costs no lookup per entry.
-			ExtraCapabilities: fuse.CAP_READDIRPLUS_AUTO,
+			// HANDLE_KILLPRIV_V2: the daemon clears set-ID bits (see
+			// killPriv), so the kernel need not ask for
+			// security.capability before every write.
+			ExtraCapabilities: fuse.CAP_READDIRPLUS_AUTO | fuse.CAP_HANDLE_KILLPRIV_V2,
 		},
 		EntryTimeout:    &timeout,
 		AttrTimeout:     &timeout,
