@@ -2,6 +2,8 @@ package fusefs
 
 import (
 	"context"
+	"encoding/binary"
+	"hash/maphash"
 	"strings"
 	"sync"
 	"syscall"
@@ -129,13 +131,19 @@ func modeToDT(mode uint32) uint8 {
 // dirHandle is an open directory: a snapshot of the merged listing taken at
 // opendir and at every rewind, so that a reader never sees a name twice nor
 // misses one that stayed, and telldir offsets stay valid.
+//
+// The offset of an entry is the snapshot's generation in the high 32 bits
+// and its position + 1 in the low ones, so that an offset of one snapshot
+// is never taken for one of another: the kernel then asks for it rather than
+// finding it in a listing it cached since (see handlelessDirs).
 type dirHandle struct {
 	n *node
-	// mu protects ents, from and pos.
+	// mu protects ents, from, pos and gen.
 	mu   sync.Mutex
 	ents []fuse.DirEntry
 	from []int // branch of each entry; -1 for "." and ".."
 	pos  int
+	gen  uint64 // of the snapshot, from Union.dirGen
 	// loaded is set once the snapshot is taken.
 	loaded bool
 }
@@ -188,9 +196,37 @@ func (h *dirHandle) load() error {
 	}, ents...)
 	h.from = append([]int{-1, -1}, from...)
 	h.pos = 0
+	h.gen = h.n.listingGen(h.ents)
 	h.loaded = true
 	return nil
 }
+
+// listingGen returns the generation of a snapshot of the directory's
+// listing: that of the previous snapshot if the listing is the same (so
+// that offsets stay the same across rewinds and reopens of an unchanged
+// directory), else a new one.
+func (n *node) listingGen(ents []fuse.DirEntry) uint64 {
+	var h maphash.Hash
+	h.SetSeed(n.u.listSeed)
+	var b [12]byte
+	for _, e := range ents {
+		h.WriteString(e.Name)
+		binary.LittleEndian.PutUint64(b[:8], e.Ino)
+		binary.LittleEndian.PutUint32(b[8:], e.Mode)
+		h.Write(b[:])
+	}
+	sum := h.Sum64()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.listGen == 0 || n.listSum != sum {
+		n.listSum, n.listGen = sum, n.u.dirGen.Add(1)%offMask+1
+	}
+	return n.listGen
+}
+
+// offMask is the position part of an offset; the generation (never 0)
+// fills the rest.
+const offMask = 1<<32 - 1
 
 // Lookup serves READDIRPLUS for the entry just read: its branch is known, so
 // one stat replaces a full resolution. A directory's merged branches are
@@ -243,7 +279,8 @@ func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 	return n.newChild(ctx, cs, &st, &out.Attr), 0
 }
 
-// Readdirent returns the next entry; its offset is its position + 1.
+// Readdirent returns the next entry; its offset is the snapshot's
+// generation and its position + 1.
 func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -257,12 +294,13 @@ func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 	}
 	e := h.ents[h.pos]
 	h.pos++
-	e.Off = uint64(h.pos)
+	e.Off = h.gen<<32 | uint64(h.pos)
 	return &e, 0
 }
 
 // Seekdir moves to an offset returned earlier; offset 0 (rewinddir) takes a
-// new snapshot.
+// new snapshot. An offset of another snapshot (one the handle-less path no
+// longer holds) moves to the same position in this one.
 func (h *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -274,6 +312,7 @@ func (h *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
 			return fs.ToErrno(err)
 		}
 	}
+	off &= offMask
 	if off > uint64(len(h.ents)) {
 		off = uint64(len(h.ents))
 	}

@@ -75,9 +75,13 @@ func Mount(mnt string, cfg Config, mo MountOptions) (*fuse.Server, *Union, error
 
 // serve mounts the union at mnt and serves it in the background (fs.Mount,
 // with the union's kill-privilege handling between the kernel and the node
-// API).
+// API, and, unless Reval is set, directories served without OPENDIR).
 func serve(mnt string, u *Union, opts *fs.Options) (*fuse.Server, error) {
-	raw := &killPriv{RawFileSystem: fs.NewNodeFS(u.Root(), opts)}
+	var raw fuse.RawFileSystem = &killPriv{RawFileSystem: fs.NewNodeFS(u.Root(), opts)}
+	if !u.cfg.Reval {
+		// Directories without OPENDIR (see handlelessDirs).
+		raw = newHandlelessDirs(raw)
+	}
 	srv, err := fuse.NewServer(raw, mnt, &opts.MountOptions)
 	if err != nil {
 		return nil, err

@@ -41,6 +41,9 @@ type node struct {
 	// when they were read (a rename moves the node, not the index).
 	index    []branchNames
 	indexRel string
+	// listSum is a hash of the directory's last listing snapshot and
+	// listGen its generation (see node.listingGen); also protected by mu.
+	listSum, listGen uint64
 }
 
 // branchNames are the names of a directory in branch b.

@@ -141,6 +141,81 @@ func TestReaddir(t *testing.T) {
 		{name: "telldir and seekdir (udba=reval)", cfg: revalCfg, setup: seekdirSetup, check: seekdirCheck},
 		{name: "a directory read while entries change shows no name twice and skips none that stayed", setup: changingSetup, check: changingCheck},
 		{name: "a directory read while entries change shows no name twice and skips none that stayed (udba=reval)", cfg: revalCfg, setup: changingSetup, check: changingCheck},
+		{name: "two readers of a directory, one restarting while entries change, see each name that stayed once", setup: changingSetup, check: twoReadersCheck},
+		{name: "two readers of a directory, one restarting while entries change, see each name that stayed once (udba=reval)", cfg: revalCfg, setup: changingSetup, check: twoReadersCheck},
+		{
+			// More listings in progress than the union holds at once
+			// (handle-less directories): each still reads whole.
+			name: "listings of many directories read in turns",
+			setup: func(t *testing.T, e *unionEnv) {
+				for d := range 80 {
+					for i := range 60 {
+						br := []string{e.RW, e.WH, e.RO}[i%3]
+						w(t, br, testutil.Tree{fmt.Sprintf("d%02d/entry-with-a-longish-name-%03d", d, i): ""})
+					}
+				}
+			},
+			check: func(t *testing.T, e *unionEnv) {
+				fds := make([]int, 80)
+				got := make([][]dirent, 80)
+				buf := make([]byte, 1024)
+				for d := range fds {
+					fds[d] = openDir(t, e.m(fmt.Sprintf("d%02d", d)))
+					n, err := unix.Getdents(fds[d], buf)
+					if err != nil || n == 0 {
+						t.Fatalf("getdents d%02d: %d, %v", d, n, err)
+					}
+					got[d] = parseDirents(buf[:n])
+				}
+				for d, fd := range fds {
+					all := append(got[d], readDirents(t, fd, 1024)...)
+					seen := map[string]bool{}
+					for _, de := range all {
+						if seen[de.Name] {
+							t.Errorf("d%02d: %q listed twice", d, de.Name)
+						}
+						seen[de.Name] = true
+					}
+					if len(seen) != 62 {
+						t.Errorf("d%02d: %d names, want 62", d, len(seen))
+					}
+				}
+			},
+		},
+		{
+			name:  "fsync of a directory",
+			setup: func(t *testing.T, e *unionEnv) { w(t, e.RO, testutil.Tree{"d/a": "ro"}) },
+			check: func(t *testing.T, e *unionEnv) {
+				fd := openDir(t, e.m("d"))
+				if err := unix.Fsync(fd); err != nil {
+					t.Errorf("fsync of a lower directory: %v", err)
+				}
+				writeFile(t, e.m("d/b"), "", 0o644)
+				if err := unix.Fsync(fd); err != nil {
+					t.Errorf("fsync of a copied-up directory: %v", err)
+				}
+			},
+		},
+		{
+			name: "listings of both directories follow a rename between them",
+			setup: func(t *testing.T, e *unionEnv) {
+				w(t, e.RO, testutil.Tree{"a/f": "ro", "a/g": "ro", "b/h": "ro"})
+			},
+			check: func(t *testing.T, e *unionEnv) {
+				wantNames(t, e.m("a"), "f", "g")
+				wantNames(t, e.m("b"), "h")
+				if err := os.Rename(e.m("a/f"), e.m("b/f")); err != nil {
+					t.Fatal(err)
+				}
+				wantNames(t, e.m("a"), "g")
+				wantNames(t, e.m("b"), "f", "h")
+				if err := os.Rename(e.m("b"), e.m("a/b")); err != nil {
+					t.Fatal(err)
+				}
+				wantNames(t, e.m("a"), "b", "g")
+				wantNames(t, e.m("a/b"), "f", "h")
+			},
+		},
 		{
 			name: "listing follows changes made through the union",
 			setup: func(t *testing.T, e *unionEnv) {
@@ -252,25 +327,53 @@ func changingSetup(t *testing.T, e *unionEnv) {
 
 // changingCheck removes and adds entries half-way through a read.
 func changingCheck(t *testing.T, e *unionEnv) {
+	fd, got, removed := readPartThenChange(t, e, 7, 50)
+	got = append(got, readDirents(t, fd, 1024)...)
+	wantStayedOnce(t, got, removed)
+}
+
+// twoReadersCheck reads part of a directory through one descriptor, changes
+// entries, reads the whole directory through another (a new listing), and
+// then the rest through the first: the first reader sees each name that
+// stayed exactly once, and the second sees the changes.
+func twoReadersCheck(t *testing.T, e *unionEnv) {
+	fd, got, removed := readPartThenChange(t, e, 5, 30)
+	other := readDirents(t, openDir(t, e.m("d")), 1024)
+	if want := 2 + 200 - len(removed) + 30; len(other) != want {
+		t.Errorf("second reader: %d entries, want %d", len(other), want)
+	}
+	got = append(got, readDirents(t, fd, 1024)...)
+	wantStayedOnce(t, got, removed)
+}
+
+// readPartThenChange opens d (set up by changingSetup), reads its first
+// entries, then removes every step-th of its 200 names and adds added new
+// ones. It returns the descriptor, the entries read and the names removed.
+func readPartThenChange(t *testing.T, e *unionEnv, step, added int) (int, []dirent, map[string]bool) {
 	fd := openDir(t, e.m("d"))
 	buf := make([]byte, 1024)
 	n, err := unix.Getdents(fd, buf)
 	if err != nil || n == 0 {
 		t.Fatalf("getdents: %d, %v", n, err)
 	}
-	got := parseDirents(buf[:n])
 	removed := map[string]bool{}
-	for i := 0; i < 200; i += 7 {
+	for i := 0; i < 200; i += step {
 		name := fmt.Sprintf("f%03d", i)
 		if err := os.Remove(e.m("d/" + name)); err != nil {
 			t.Fatal(err)
 		}
 		removed[name] = true
 	}
-	for i := range 50 {
+	for i := range added {
 		writeFile(t, e.m(fmt.Sprintf("d/new%03d", i)), "", 0o644)
 	}
-	got = append(got, readDirents(t, fd, 1024)...)
+	return fd, parseDirents(buf[:n]), removed
+}
+
+// wantStayedOnce checks that a listing read while d changed shows no name
+// twice and each of the 200 names not removed.
+func wantStayedOnce(t *testing.T, got []dirent, removed map[string]bool) {
+	t.Helper()
 	seen := map[string]bool{}
 	for _, d := range got {
 		if seen[d.Name] {

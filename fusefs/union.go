@@ -3,6 +3,7 @@ package fusefs
 import (
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"log/slog"
 	"os"
@@ -63,6 +64,10 @@ type Union struct {
 	privileged bool
 
 	seq atomic.Uint64 // names of staging files
+	// dirGen numbers the distinct snapshots of directory listings
+	// (dirHandle); listSeed seeds the hash that tells them apart.
+	dirGen   atomic.Uint64
+	listSeed maphash.Seed
 
 	// cachedFDs counts the branch directory descriptors cached in nodes;
 	// at most maxCachedFDs, a share of RLIMIT_NOFILE.
@@ -85,7 +90,7 @@ func New(cfg Config) (*Union, error) {
 	if len(cfg.Branches) == 0 {
 		return nil, ErrNoBranches
 	}
-	u := &Union{cfg: cfg, log: cfg.Logger, topRW: -1, alias: map[devIno]uint64{}, plinks: map[devIno]plinkRef{}}
+	u := &Union{cfg: cfg, log: cfg.Logger, topRW: -1, alias: map[devIno]uint64{}, plinks: map[devIno]plinkRef{}, listSeed: maphash.MakeSeed()}
 	if u.log == nil {
 		u.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
