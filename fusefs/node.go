@@ -331,6 +331,11 @@ func fillAttr(a *fuse.Attr, st *unix.Stat_t, ino uint64, merged bool) {
 // Getattr stats the object in its branch; an open but deleted file is
 // stat'ed through its descriptor.
 func (n *node) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	if s, st, ok := n.dirStat(); ok {
+		fillAttr(&out.Attr, &st, n.StableAttr().Ino, len(s.layers) > 1)
+		n.u.mapAttr(&out.Attr)
+		return 0
+	}
 	s, a, st, err := n.stat()
 	if err != nil {
 		if f == nil && isNotFound(err) {
@@ -354,6 +359,32 @@ func (n *node) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) 
 		out.Nlink = n.u.nlinkOf(s, &st)
 	}
 	return 0
+}
+
+// dirStat stats a directory through the descriptor of its topmost branch
+// that its node caches, which saves opening its parent: the kernel asks for
+// a directory's attributes after each of its listings and changes. It
+// reports false for other objects, and with Reval, where the object at the
+// name may have been replaced behind the union's back.
+func (n *node) dirStat() (nodeState, unix.Stat_t, bool) {
+	var st unix.Stat_t
+	if !n.isDir() || n.u.cfg.Reval {
+		return nodeState{}, st, false
+	}
+	s, err := n.state()
+	if err != nil {
+		return s, st, false
+	}
+	fd, release, err := n.u.dirFD(n, s.br, n.rel())
+	if err != nil {
+		return s, st, false
+	}
+	defer release()
+	if sys.Fstatat(fd, "", &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return s, st, false
+	}
+	n.u.overrideStat(s.br, fd, ".", &st)
+	return s, st, true
 }
 
 // Readlink reads a symlink's target.

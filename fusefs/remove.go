@@ -112,6 +112,19 @@ func (u *Union) whiteout(b int, dirfd int, name string) error {
 	return nil
 }
 
+// whiteoutAbsent is whiteout for a name known to be absent from the
+// directory dirfd of rw branch b: an in-place whiteout is then linked
+// straight at the name, without looking first.
+func (u *Union) whiteoutAbsent(b int, dirfd int, name string) error {
+	if u.inPlaceWhiteout(name) {
+		err := u.br[b].linkWhiteout(u, dirfd, name)
+		if err == nil || (!errors.Is(err, errNoSharedWhiteout) && !errors.Is(err, unix.EEXIST)) {
+			return err
+		}
+	}
+	return u.whiteout(b, dirfd, name)
+}
+
 // remove deletes name, an object of this directory, leaving a whiteout
 // where a lower branch still holds the name.
 func (n *node) remove(ctx context.Context, name string, dir bool) error {
@@ -129,16 +142,29 @@ func (n *node) remove(ctx context.Context, name string, dir bool) error {
 	rel := n.rel()
 	// Hold off copy-ups of the object while it is removed: one finishing
 	// after the removal would bring it back.
+	var cs nodeState
+	var isDir bool
 	if ch := n.GetChild(name); ch != nil {
 		cn := asNode(ch)
 		cn.cuMu.Lock()
 		defer cn.cuMu.Unlock()
+		// The kernel looked the name up just before: without Reval the
+		// node's state is current (the union is the only writer), unless
+		// the object has several names, whose entries may lie in
+		// different branches.
+		cn.mu.Lock()
+		if cn.st.valid && cn.st.plink == "" && !u.cfg.Reval {
+			cs, isDir = cn.st, cn.isDir()
+		}
+		cn.mu.Unlock()
 	}
-	cs, st, err := u.lookupIn(ps, rel, n, name)
-	if err != nil {
-		return err
+	if !cs.valid {
+		var st unix.Stat_t
+		if cs, st, err = u.lookupIn(ps, rel, n, name); err != nil {
+			return err
+		}
+		isDir = st.Mode&unix.S_IFMT == unix.S_IFDIR
 	}
-	isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
 	if dir && !isDir {
 		return unix.ENOTDIR
 	}
@@ -171,12 +197,13 @@ func (n *node) remove(ctx context.Context, name string, dir bool) error {
 			// No rw branch above the name's: it cannot be hidden.
 			return unix.EROFS
 		}
-		dfd, err := sys.OpenBeneath(u.br[t].fd, rel, unix.O_PATH|unix.O_DIRECTORY, 0)
+		dfd, release, err := u.dirFD(n, t, rel)
 		if err != nil {
 			return err
 		}
-		defer unix.Close(dfd)
-		if err := u.whiteout(t, dfd, name); err != nil {
+		defer release()
+		// The name is not in t: the lookup would have found it there.
+		if err := u.whiteoutAbsent(t, dfd, name); err != nil {
 			return err
 		}
 		if ref, ok := u.plinkOf(cs.br, cs.bino); ok && cs.plink != "" {
@@ -184,11 +211,11 @@ func (n *node) remove(ctx context.Context, name string, dir bool) error {
 		}
 		return nil
 	}
-	dfd, err := sys.OpenBeneath(u.br[b].fd, rel, unix.O_PATH|unix.O_DIRECTORY, 0)
+	dfd, release, err := u.dirFD(n, b, rel)
 	if err != nil {
 		return err
 	}
-	defer unix.Close(dfd)
+	defer release()
 	// The branch object goes away (its last name, for a file): its inode
 	// number may be reused by a new object.
 	var bst unix.Stat_t
