@@ -26,86 +26,134 @@ func (u *Union) mergedEntries(s nodeState, rel string) ([]fuse.DirEntry, error) 
 
 // mergedEntriesFrom is mergedEntries that also says, for each entry, the
 // branch it comes from. With the directory's node n, the names read from
-// its read-only branches are kept in n (see node.lacks).
+// its read-only branches are kept in n (see node.lacking).
 func (u *Union) mergedEntriesFrom(s nodeState, rel string, n *node) ([]fuse.DirEntry, []int, error) {
-	var out []fuse.DirEntry
-	var from []int
-	seen := map[string]bool{}
-	var index []branchNames
+	type layer struct {
+		b, fd int
+		ents  []sys.Dirent
+	}
+	var ls []layer
+	defer func() {
+		for _, l := range ls {
+			unix.Close(l.fd)
+		}
+	}()
+	var size int64
 	for _, b := range s.layers {
-		br := u.br[b]
-		honour := br.Perm.honoursWhiteouts()
-		fd, err := sys.OpenBeneath(br.fd, rel, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+		fd, err := sys.OpenBeneath(u.br[b].fd, rel, unix.O_RDONLY|unix.O_DIRECTORY, 0)
 		if err != nil {
 			if isNotFound(err) {
 				continue
 			}
 			return nil, nil, err
 		}
-		ents, err := sys.ReadDir(fd)
-		if err != nil {
-			unix.Close(fd)
-			return nil, nil, err
+		ls = append(ls, layer{b: b, fd: fd})
+		var st unix.Stat_t
+		if len(s.layers) > 1 && sys.Fstatat(fd, "", &st) == nil {
+			size += st.Size
 		}
-		if n != nil && u.indexable(b) && len(ents) <= maxIndexedNames {
-			set := make(map[string]struct{}, len(ents))
-			for _, e := range ents {
-				set[e.Name] = struct{}{}
-			}
-			index = append(index, branchNames{b: b, names: set})
+	}
+	// Big directories of several branches are read side by side: the
+	// kernel's getdents is most of a listing's cost.
+	errs := make([]error, len(ls))
+	if len(ls) > 1 && size >= parallelDirBytes {
+		var wg sync.WaitGroup
+		for i := range ls {
+			wg.Go(func() { ls[i].ents, errs[i] = sys.ReadDir(ls[i].fd) })
+		}
+		wg.Wait()
+	} else {
+		for i := range ls {
+			ls[i].ents, errs[i] = sys.ReadDir(ls[i].fd)
+		}
+	}
+	total := 0
+	for i := range ls {
+		if errs[i] != nil {
+			return nil, nil, errs[i]
+		}
+		total += len(ls[i].ents)
+	}
+	// names holds each name read: the branches holding it (bit b, for the
+	// index) and whether it is taken (shown, or hidden by a whiteout).
+	const taken = 1 << 63
+	names := make(map[string]uint64, total)
+	idx := &nameIndex{names: names}
+	out := make([]fuse.DirEntry, 0, total)
+	from := make([]int, 0, total)
+	for _, l := range ls {
+		br := u.br[l.b]
+		honour := br.Perm.honoursWhiteouts()
+		var bit uint64
+		if n != nil && u.indexable(l.b) {
+			bit = 1 << l.b
+			idx.mask |= bit
 		}
 		var hides []string
 		dirWh := -1 // unknown
-		for _, e := range ents {
+		for _, e := range l.ents {
+			v := names[e.Name]
 			if isMetaName(e.Name) {
+				if bit != 0 {
+					names[e.Name] = v | bit
+				}
 				if honour && !strings.HasPrefix(e.Name, whMetaPfx) {
 					hides = append(hides, e.Name[len(whPrefix):])
 				}
 				continue
 			}
-			if seen[e.Name] {
+			if v&taken != 0 {
+				if v&bit != bit {
+					names[e.Name] = v | bit
+				}
 				continue
 			}
 			typ := e.Type
-			var st unix.Stat_t
 			if typ == unix.DT_UNKNOWN || typ == unix.DT_CHR || typ == unix.DT_REG {
-				if typ == unix.DT_REG {
-					if dirWh < 0 {
-						dirWh = 0
-						if mayHoldXattrWhiteouts(fd) {
-							dirWh = 1
-						}
+				if typ == unix.DT_REG && dirWh < 0 {
+					dirWh = 0
+					if mayHoldXattrWhiteouts(l.fd) {
+						dirWh = 1
 					}
 				}
 				if typ != unix.DT_REG || dirWh == 1 {
-					if err := sys.Fstatat(fd, e.Name, &st); err != nil {
+					var st unix.Stat_t
+					if err := sys.Fstatat(l.fd, e.Name, &st); err != nil {
 						continue // gone meanwhile
 					}
 					typ = modeToDT(st.Mode)
-					if isOverlayWhiteoutStat(&st) || isXattrWhiteout(fd, e.Name, &st, dirWh == 1) {
+					if isOverlayWhiteoutStat(&st) || isXattrWhiteout(l.fd, e.Name, &st, dirWh == 1) {
 						// Never shown; hides lower names only where
 						// the branch honours whiteouts.
 						if honour {
-							seen[e.Name] = true
+							v |= taken
 						}
+						names[e.Name] = v | bit
 						continue
 					}
 				}
 			}
-			seen[e.Name] = true
-			out = append(out, fuse.DirEntry{Name: e.Name, Mode: dtToMode(typ), Ino: u.inoFor(b, e.Ino)})
-			from = append(from, b)
+			names[e.Name] = v | bit | taken
+			out = append(out, fuse.DirEntry{Name: e.Name, Mode: dtToMode(typ), Ino: u.inoFor(l.b, e.Ino)})
+			from = append(from, l.b)
 		}
-		unix.Close(fd)
 		for _, h := range hides {
-			seen[h] = true
+			names[h] |= taken
 		}
 	}
 	if n != nil {
-		n.setIndex(rel, index)
+		if idx.mask == 0 || total > maxIndexedNames {
+			idx = nil
+		}
+		n.setIndex(rel, idx)
 	}
 	return out, from, nil
 }
+
+// parallelDirBytes is the size of a directory's branch directories (st_size,
+// which grows with the entries on local filesystems) from which they are
+// read side by side.
+const parallelDirBytes = 128 << 10
 
 // mergedNames lists the visible names of a directory.
 func (u *Union) mergedNames(s nodeState, rel string) ([]string, error) {

@@ -60,8 +60,12 @@ func (u *Union) lookupIn(parent nodeState, dirRel string, dir *node, name string
 	var res nodeState
 	var top unix.Stat_t
 	found := false
+	var lacking uint64
+	if dir != nil {
+		lacking = dir.lacking(dirRel, name)
+	}
 	for _, b := range parent.layers {
-		if dir != nil && dir.lacks(b, dirRel, name) {
+		if b < 64 && lacking&(1<<b) != 0 {
 			continue
 		}
 		br := u.br[b]

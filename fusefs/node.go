@@ -35,58 +35,62 @@ type node struct {
 	files       map[*file]struct{}
 	cachedOpens int
 	// index holds, for a directory listed since the kernel last forgot
-	// it, the names of its directories in read-only branches (which
+	// it, the names of its directories in its read-only branches (which
 	// nothing changes behind the union's back), so that a lookup skips
 	// the branches that lack a name; indexRel is the directory's path
 	// when they were read (a rename moves the node, not the index).
-	index    []branchNames
+	index    *nameIndex
 	indexRel string
 	// listSum is a hash of the directory's last listing snapshot and
 	// listGen its generation (see node.listingGen); also protected by mu.
 	listSum, listGen uint64
 }
 
-// branchNames are the names of a directory in branch b.
-type branchNames struct {
-	b     int
-	names map[string]struct{}
+// nameIndex holds the names of a directory's branch directories: bit b of
+// a name's value is set when branch b holds it, for the branches of mask
+// (read-only ones below maxIndexedBranch).
+type nameIndex struct {
+	mask  uint64
+	names map[string]uint64
 }
 
-// maxIndexedNames bounds the names kept per branch directory.
-const maxIndexedNames = 1 << 17
+// maxIndexedNames bounds the names kept per directory; maxIndexedBranch
+// bounds the branches whose names are kept (one bit each, the top bit of a
+// value being mergedEntriesFrom's own).
+const (
+	maxIndexedNames  = 1 << 18
+	maxIndexedBranch = 62
+)
 
 // indexable reports whether the names of branch b's directories may be
 // kept: a read-only branch, with branches trusted not to change.
 func (u *Union) indexable(b int) bool {
-	return !u.br[b].rw() && !u.cfg.Reval
+	return b <= maxIndexedBranch && !u.br[b].rw() && !u.cfg.Reval
 }
 
 // setIndex keeps the names read from the read-only branches of the
 // directory, found at rel.
-func (n *node) setIndex(rel string, index []branchNames) {
+func (n *node) setIndex(rel string, index *nameIndex) {
 	n.mu.Lock()
 	n.index, n.indexRel = index, rel
 	n.mu.Unlock()
 }
 
-// lacks reports whether the directory rel of branch b is known not to hold
-// name, nor an aufs whiteout of it.
-func (n *node) lacks(b int, rel, name string) bool {
+// lacking returns the branches whose directory rel is known to hold
+// neither name nor an aufs whiteout of it (as a bit mask by branch).
+func (n *node) lacking(rel, name string) uint64 {
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.indexRel != rel {
-		return false
+	idx := n.index
+	ok := idx != nil && n.indexRel == rel
+	n.mu.Unlock()
+	if !ok {
+		return 0
 	}
-	for _, bn := range n.index {
-		if bn.b == b {
-			_, ok := bn.names[name]
-			if !ok && len(name)+len(whPrefix) <= maxNameLen {
-				_, ok = bn.names[whPrefix+name]
-			}
-			return !ok
-		}
+	held := idx.names[name]
+	if len(name)+len(whPrefix) <= maxNameLen {
+		held |= idx.names[whPrefix+name]
 	}
-	return false
+	return idx.mask &^ held
 }
 
 var (
