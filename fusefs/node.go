@@ -335,11 +335,12 @@ func fillAttr(a *fuse.Attr, st *unix.Stat_t, ino uint64, merged bool) {
 // Getattr stats the object in its branch; an open but deleted file is
 // stat'ed through its descriptor.
 func (n *node) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	if s, st, ok := n.dirStat(); ok {
+	if s, st, ok := n.cachedStat(); ok {
 		fillAttr(&out.Attr, &st, n.StableAttr().Ino, len(s.layers) > 1)
 		n.u.mapAttr(&out.Attr)
 		return 0
 	}
+	// The name no longer holds the object, or stat must resolve it.
 	s, a, st, err := n.stat()
 	if err != nil {
 		if f == nil && isNotFound(err) {
@@ -365,29 +366,45 @@ func (n *node) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) 
 	return 0
 }
 
-// dirStat stats a directory through the descriptor of its topmost branch
-// that its node caches, which saves opening its parent: the kernel asks for
-// a directory's attributes after each of its listings and changes. It
-// reports false for other objects, and with Reval, where the object at the
-// name may have been replaced behind the union's back.
-func (n *node) dirStat() (nodeState, unix.Stat_t, bool) {
+// cachedStat stats the object through a directory descriptor its node (a
+// directory) or its parent's node caches, which saves opening the parent:
+// the kernel asks for attributes after each listing and read (atime) and
+// each change of a directory. It reports false where stat must do the work:
+// with Reval (the object at the name may have been replaced behind the
+// union's back), for a name of an indexed hard link, and when the name no
+// longer holds the object.
+func (n *node) cachedStat() (nodeState, unix.Stat_t, bool) {
 	var st unix.Stat_t
-	if !n.isDir() || n.u.cfg.Reval {
+	if n.u.cfg.Reval {
 		return nodeState{}, st, false
 	}
 	s, err := n.state()
-	if err != nil {
+	if err != nil || s.plink != "" {
 		return s, st, false
 	}
-	fd, release, err := n.u.dirFD(n, s.br, n.rel())
+	var fd int
+	var release func()
+	name := ""
+	if n.isDir() {
+		fd, release, err = n.u.dirFD(n, s.br, n.rel())
+	} else {
+		var p *fs.Inode
+		if name, p = n.Parent(); p == nil {
+			return s, st, false
+		}
+		fd, release, err = n.u.dirFD(asNode(p), s.br, p.Path(nil))
+	}
 	if err != nil {
 		return s, st, false
 	}
 	defer release()
-	if sys.Fstatat(fd, "", &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+	if sys.Fstatat(fd, name, &st) != nil || !n.holds(s, &st) {
 		return s, st, false
 	}
-	n.u.overrideStat(s.br, fd, ".", &st)
+	if name == "" {
+		name = "."
+	}
+	n.u.overrideStat(s.br, fd, name, &st)
 	return s, st, true
 }
 
