@@ -38,7 +38,9 @@
 // tolerates a concurrent copy-up of one of its files (whoever renames its
 // complete copy into place first wins, the other uses it).
 // node.mu (guarding nodeState), Union.inoMu and branch.whMu (the shared
-// whiteout) are leaves: nothing is acquired while holding them. The kernel serialises directory operations
+// whiteout) are leaves: nothing is acquired while holding them.
+// handlelessDirs.mu is a leaf too; a listing's mu is held while a READDIR
+// goes through the node tree, so it comes before every node lock. The kernel serialises directory operations
 // per directory (i_rwsem), which the create, remove and rename paths rely on.
 //
 // # Errors

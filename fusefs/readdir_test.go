@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/urun-dev/urun/fusefs"
@@ -406,4 +407,61 @@ func first(d []dirent) string {
 		return "(none)"
 	}
 	return d[0].Name
+}
+
+// TestDirectoryRequests: with udba=none the kernel opens directories
+// without asking the daemon (one OPENDIR, answered ENOSYS, for the whole
+// mount) and a stat walk of a tree whose listings and attributes the kernel
+// holds sends no request at all; with udba=reval every open of a directory
+// is an OPENDIR.
+func TestDirectoryRequests(t *testing.T) {
+	for _, reval := range []bool{false, true} {
+		t.Run(fmt.Sprintf("reval=%v", reval), func(t *testing.T) {
+			f := newFixture(t)
+			for i := range 20 {
+				br := []string{f.RW, f.WH, f.RO}[i%3]
+				w(t, br, testutil.Tree{fmt.Sprintf("d%d/s/f%d", i%4, i): "x", fmt.Sprintf("top%d", i): "x"})
+			}
+			mnt, log := mountLogged(t, fusefs.Config{Branches: f.branches(), Reval: reval})
+			walk := func() int {
+				n := 0
+				err := filepath.WalkDir(mnt, func(p string, d os.DirEntry, err error) error {
+					if err != nil {
+						return err
+					}
+					n++
+					_, err = os.Lstat(p)
+					return err
+				})
+				if err != nil {
+					t.Fatalf("walk: %v", err)
+				}
+				return n
+			}
+			const objects = 1 + 20 + 4 + 4 + 20 // root, top*, d*, d*/s, files
+			for range 2 {
+				if n := walk(); n != objects {
+					t.Fatalf("walk saw %d objects, want %d", n, objects)
+				}
+			}
+			before := len(log.String())
+			if n := walk(); n != objects {
+				t.Fatalf("walk saw %d objects, want %d", n, objects)
+			}
+			third := log.String()[before:]
+			opendirs := strings.Count(log.String(), ": OPENDIR ")
+			if !reval {
+				if opendirs != 1 {
+					t.Errorf("%d OPENDIR requests, want 1 (answered ENOSYS)", opendirs)
+				}
+				if strings.Contains(third, "rx ") {
+					t.Errorf("a warm walk sent requests:\n%s", third)
+				}
+				return
+			}
+			if want := 3 * 9; opendirs < want {
+				t.Errorf("%d OPENDIR requests, want one per open (%d)", opendirs, want)
+			}
+		})
+	}
 }
