@@ -398,7 +398,9 @@ func (n *node) cachedStat() (nodeState, unix.Stat_t, bool) {
 		return s, st, false
 	}
 	defer release()
-	if sys.Fstatat(fd, name, &st) != nil || !n.holds(s, &st) {
+	if sys.Fstatat(fd, name, &st) != nil || !n.holds(s, &st) || st.Nlink == 0 {
+		// Gone, or (a directory's own descriptor) removed: a new
+		// directory at the name may have reused its inode number.
 		return s, st, false
 	}
 	if name == "" {

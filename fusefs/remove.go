@@ -224,7 +224,13 @@ func (n *node) remove(ctx context.Context, name string, dir bool) error {
 	}
 	if needWh && u.inPlaceWhiteout(name) {
 		// The whiteout replaces the object in one rename.
-		return u.whiteout(b, dfd, name)
+		if err := u.whiteout(b, dfd, name); err != nil {
+			return err
+		}
+		if isDir {
+			n.dropChildFDs(name)
+		}
+		return nil
 	}
 	if needWh {
 		// Whiteout first: the object hides it until it is removed, and no
@@ -238,9 +244,19 @@ func (n *node) remove(ctx context.Context, name string, dir bool) error {
 		if err := removeAllAt(dfd, name, true); err != nil {
 			return err
 		}
+		n.dropChildFDs(name)
 		return nil
 	}
 	return sys.Unlinkat(dfd, name, 0)
+}
+
+// dropChildFDs closes the cached descriptors of the removed directory
+// name: a directory made at the name later may reuse its inode number, and
+// with it its node.
+func (n *node) dropChildFDs(name string) {
+	if ch := n.GetChild(name); ch != nil {
+		asNode(ch).dropFDs()
+	}
 }
 
 // Unlink removes a non-directory.

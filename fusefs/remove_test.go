@@ -27,6 +27,39 @@ func wantAufsWhiteout(t testing.TB, dir, name string) {
 func TestRemoval(t *testing.T) {
 	runRules(t, []unionRule{
 		{
+			// The new directory may reuse the inode number of the old
+			// one (ext4 does), and with it its node.
+			name:    "a directory removed and made again shows as the new one",
+			formats: true,
+			setup:   func(t *testing.T, e *unionEnv) { w(t, e.RO, testutil.Tree{"low/f": "ro"}) },
+			check: func(t *testing.T, e *unionEnv) {
+				for i := range 20 {
+					for _, d := range []string{"d", "low"} {
+						mode := uint32(0o700 + i%2*0o55)
+						if d == "low" && i == 0 {
+							if err := os.Remove(e.m("low/f")); err != nil {
+								t.Fatal(err)
+							}
+						} else if err := os.Mkdir(e.m(d), os.FileMode(mode)); err != nil {
+							t.Fatal(err)
+						} else {
+							wantMode(t, e.m(d), unix.S_IFDIR|mode)
+							writeFile(t, e.m(d+"/new"), "x", 0o644)
+							wantNames(t, e.m(d), "new")
+							if err := os.Remove(e.m(d + "/new")); err != nil {
+								t.Fatal(err)
+							}
+						}
+						lstat(t, e.m(d))
+						if err := os.Remove(e.m(d)); err != nil {
+							t.Fatal(err)
+						}
+						wantMissing(t, e.m(d))
+					}
+				}
+			},
+		},
+		{
 			name: "unlink of a lower file leaves a whiteout",
 			setup: func(t *testing.T, e *unionEnv) {
 				w(t, e.RO, testutil.Tree{"f": "ro", "d/g": "ro", "d/keep": "ro"})
