@@ -152,6 +152,13 @@ type Config struct {
 	// instead of the inode: 1 in security.fuseoverlayfs.override_stat,
 	// 2 in user.fuseoverlayfs.override_stat; 0 off.
 	XattrPermissions int
+	// Metacopy (overlayfs's metacopy=on) copies only the metadata of a
+	// lower regular file up on a change of its owner, mode, times or
+	// extended attributes: the upper file is sparse, has the lower's
+	// size and carries the overlay.metacopy attribute, and reads go to
+	// the lower file at the same path until a change of the data copies
+	// it up whole. Overlay format only.
+	Metacopy bool
 	// ReadOnly refuses every change with EROFS, whatever the branches.
 	ReadOnly bool
 	// Passed lists generic mount options ("nosuid", "nodev", ...) given on
@@ -222,6 +229,15 @@ func (c *Config) Validate(mnt string) error {
 				return fmt.Errorf("%w: the mountpoint %s is inside branch %s: choose a mountpoint outside the branches", ErrBadBranch, m, p)
 			}
 		}
+	}
+	return nil
+}
+
+// checkMetacopy refuses metacopy=on where ufs cannot write metacopy files:
+// they are an overlayfs format, which aufs-format branches do not know.
+func (c *Config) checkMetacopy() error {
+	if c.Metacopy && c.Whiteouts != FormatOverlay {
+		return fmt.Errorf("%w: metacopy=on writes overlayfs metacopy files, which need the overlay format: mount with lowerdir=,upperdir=,workdir= instead of br=", ErrBadOption)
 	}
 	return nil
 }

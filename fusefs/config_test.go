@@ -213,6 +213,16 @@ func TestParseOptions(t *testing.T) {
 		{name: "xattr_permissions out of range", opts: []string{"xattr_permissions=3"}, wantErr: fusefs.ErrBadOption, errHas: "xattr_permissions=\"3\""},
 		{name: "xattr_permissions without value", opts: []string{"xattr_permissions"}, wantErr: fusefs.ErrBadOption, errHas: "xattr_permissions"},
 		{name: "plugins", opts: []string{"plugins=/x.so"}, wantErr: fusefs.ErrBadOption, errHas: "plugins"},
+		{name: "metacopy=on in overlay mode", opts: []string{"lowerdir=/l,upperdir=/u,workdir=/w,metacopy=on"},
+			want: fusefs.Config{Branches: []fusefs.Branch{{"/u", fusefs.PermRW}, {"/l", fusefs.PermROWH}}, Metacopy: true}},
+		{name: "metacopy bare", opts: []string{"metacopy,lowerdir=/l"},
+			want: fusefs.Config{Branches: []fusefs.Branch{{"/l", fusefs.PermROWH}}, Metacopy: true}},
+		{name: "metacopy=off", opts: []string{"lowerdir=/l,metacopy=on,metacopy=off"},
+			want: fusefs.Config{Branches: []fusefs.Branch{{"/l", fusefs.PermROWH}}}},
+		{name: "metacopy=off in aufs mode", opts: []string{"br=/a=rw,metacopy=off"},
+			want: fusefs.Config{Branches: []fusefs.Branch{{"/a", fusefs.PermRW}}}},
+		{name: "metacopy bad value", opts: []string{"lowerdir=/l,metacopy=sometimes"}, wantErr: fusefs.ErrBadOption, errHas: "sometimes"},
+		{name: "metacopy=on in aufs mode", opts: []string{"br=/a=rw:/b=ro,metacopy=on"}, wantErr: fusefs.ErrBadOption, errHas: "lowerdir="},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -236,7 +246,7 @@ func TestParseOptions(t *testing.T) {
 			got := fusefs.Config{
 				Branches: cfg.Branches, Reval: cfg.Reval, Timeout: cfg.Timeout, NoFsync: cfg.NoFsync,
 				NoPassthrough: cfg.NoPassthrough, ReadOnly: cfg.ReadOnly, Passed: cfg.Passed,
-				XattrPermissions: cfg.XattrPermissions,
+				XattrPermissions: cfg.XattrPermissions, Metacopy: cfg.Metacopy,
 			}
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("Config = %+v\n want %+v", got, tt.want)

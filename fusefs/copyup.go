@@ -25,7 +25,7 @@ func (n *node) copyUp(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if u.rwOf(s) >= 0 {
+	if u.rwOf(s) >= 0 && !s.meta {
 		return nil
 	}
 	n.cuMu.Lock()
@@ -54,6 +54,13 @@ func (u *Union) rwOf(s nodeState) int {
 // copyUpLocked is copyUp with n.cuMu held: namespace operations on n (unlink,
 // rename) hold it across their own change so that a copy-up cannot undo it.
 func (n *node) copyUpLocked(ctx context.Context) error {
+	return n.copyUpWith(ctx, false)
+}
+
+// copyUpWith is copyUpLocked; with meta, for a change of metadata only, a
+// lower regular file is copied up as a metacopy file (metacopy.go), and
+// without it a metacopy file gets its data.
+func (n *node) copyUpWith(ctx context.Context, meta bool) error {
 	u := n.u
 	if u.topRW < 0 {
 		return unix.EROFS
@@ -63,6 +70,9 @@ func (n *node) copyUpLocked(ctx context.Context) error {
 		return err
 	}
 	if u.rwOf(s) >= 0 {
+		if s.meta && !meta {
+			return n.completeData(s)
+		}
 		return nil
 	}
 	if n.IsRoot() {
@@ -119,10 +129,18 @@ func (n *node) copyUpLocked(ctx context.Context) error {
 		}
 	}
 	var newIno uint64
+	metacopied := false
 	if !linked {
 		tmp := u.tmpName()
-		if err := u.copyObject(src, &st, t, tmp); err != nil {
-			return err
+		if meta && s.plink == "" && u.metacopyEligible(&st) {
+			if metacopied, err = u.stageMetacopy(src, &st, t, tmp); err != nil {
+				return err
+			}
+		}
+		if !metacopied {
+			if err := u.copyObject(src, &st, t, tmp); err != nil {
+				return err
+			}
 		}
 		var nst unix.Stat_t
 		if err := sys.Fstatat(tb.work, tmp, &nst); err != nil {
@@ -182,6 +200,8 @@ func (n *node) copyUpLocked(ctx context.Context) error {
 		ns.br, ns.nameBr = ns.layers[0], ns.layers[0]
 	} else if ref.name != "" {
 		ns.plink = ref.name
+	} else if metacopied {
+		ns.meta, ns.data = true, s.br
 	}
 	n.setState(ns)
 	// The copy has a new ctime (and a directory new times from the moves

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"strings"
 	"testing"
 	"time"
 
@@ -104,11 +105,20 @@ func wantUnchanged(t testing.TB, p string, before objState) {
 // wantWorkEmpty fails t if a staged copy was left in the rw branch.
 func wantWorkEmpty(t testing.TB, rw string) {
 	t.Helper()
-	ents, err := os.ReadDir(filepath.Join(rw, ".wh..wh.work"))
+	wantStagingEmpty(t, filepath.Join(rw, ".wh..wh.work"))
+}
+
+// wantStagingEmpty fails t if the staging directory dir keeps anything.
+func wantStagingEmpty(t testing.TB, dir string) {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
 	if err != nil {
 		t.Errorf("staging directory: %v", err)
 	}
 	for _, e := range ents {
+		if e.Type() == fs.ModeDevice|fs.ModeCharDevice && strings.HasPrefix(e.Name(), "wh") {
+			continue // the shared whiteout (see linkWhiteout)
+		}
 		t.Errorf("staging directory keeps %q", e.Name())
 	}
 }

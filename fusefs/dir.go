@@ -304,18 +304,21 @@ func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 		return nil, fs.ToErrno(err)
 	}
 	var st unix.Stat_t
+	meta := false
 	err = sys.Fstatat(dfd, name, &st)
 	if err == nil {
 		u.overrideStat(b, dfd, name, &st)
+		meta = u.isMetacopy(u.br[b], dfd, name, &st)
 	}
 	release()
 	if err != nil {
 		return nil, fs.ToErrno(err)
 	}
-	if st.Mode&unix.S_IFMT == unix.S_IFDIR || isOverlayWhiteoutStat(&st) {
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR || isOverlayWhiteoutStat(&st) || meta {
 		// A directory needs its merged branches (and its link count
 		// depends on them): resolve it fully; so too a name that became a
-		// whiteout since the listing.
+		// whiteout since the listing, and a metacopy file (its data
+		// is in a lower branch).
 		return n.Lookup(ctx, name, out)
 	}
 	cs := nodeState{valid: true, br: b, nameBr: b, bino: st.Ino}

@@ -63,10 +63,10 @@ func (u *Union) newFile(n *node, fd int, s nodeState, flags uint32) *file {
 		osf:          osf,
 		writable:     flags&unix.O_ACCMODE != unix.O_RDONLY,
 	}
-	f.lower = u.topRW >= 0 && !u.br[s.br].rw()
+	f.lower = u.topRW >= 0 && !u.br[s.dataBr()].rw()
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	f.passthrough = !u.cfg.NoPassthrough && (u.topRW < 0 || u.br[s.br].rw()) && n.cachedOpens == 0
+	f.passthrough = !u.cfg.NoPassthrough && (u.topRW < 0 || u.br[s.dataBr()].rw()) && n.cachedOpens == 0
 	if !f.passthrough {
 		n.cachedOpens++
 	}
@@ -109,7 +109,7 @@ func (f *file) current() (int, error) {
 		return int(f.cur.Fd()), nil
 	}
 	s, err := f.n.state()
-	if err != nil || !f.n.u.br[s.br].rw() {
+	if err != nil || !f.n.u.br[s.dataBr()].rw() {
 		return int(f.osf.Fd()), nil
 	}
 	_, a, _, err := f.n.stat()

@@ -18,6 +18,10 @@ type nodeState struct {
 	bino   uint64 // the object's inode number in that branch
 	layers []int  // directories: the merged branches, topmost first
 	plink  string // non-empty: reach the object as this name in br's hard-link index
+	// meta is set for a metacopy file in rw branch br: its data is the
+	// file at the same path in branch data (see metacopy.go).
+	meta bool
+	data int
 }
 
 // isNotFound reports errors that mean "no such object in this branch".
@@ -88,6 +92,11 @@ func (u *Union) lookupIn(parent nodeState, dirRel string, dir *node, name string
 	if !found {
 		return res, top, unix.ENOENT
 	}
+	if res.meta {
+		if err := u.checkMetaData(res, dirRel, name); err != nil {
+			return res, top, err
+		}
+	}
 	res.valid = true
 	res.bino = top.Ino
 	res.nameBr = res.br
@@ -105,6 +114,9 @@ func (u *Union) probe(br *branch, dfd int, name string, res *nodeState, top *uni
 	honour := br.Perm.honoursWhiteouts()
 	var st unix.Stat_t
 	err := sys.Fstatat(dfd, name, &st)
+	if *found && res.meta {
+		return u.probeData(br, dfd, name, err, &st, res, top, b)
+	}
 	if err == nil && isWhiteoutAt(dfd, name, &st) {
 		// A whiteout never shows; in a branch that does not honour
 		// whiteouts it hides nothing either.
@@ -121,7 +133,8 @@ func (u *Union) probe(br *branch, dfd int, name string, res *nodeState, top *uni
 			*top = st
 			res.br = b
 			if !isDir {
-				return true
+				// A metacopy file goes on to the branch holding its data.
+				return !u.probeMeta(br, dfd, name, &st, res)
 			}
 			res.layers = []int{b}
 		} else {

@@ -224,6 +224,9 @@ func (n *node) stat() (nodeState, at, unix.Stat_t, error) {
 			err = sys.Fstatat(a.fd, a.name, &st)
 			if err == nil && n.holds(s, &st) {
 				n.u.overrideStat(s.br, a.fd, a.name, &st)
+				if s.meta {
+					n.dataBlocks(s, &st)
+				}
 				return s, a, st, nil
 			}
 			a.Close()
@@ -468,6 +471,12 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 		if err != nil {
 			return nil, 0, fs.ToErrno(err)
 		}
+		if s.meta {
+			// A metacopy file reads its lower data.
+			if a, st, err = n.dataFile(s, a); err != nil {
+				return nil, 0, fs.ToErrno(err)
+			}
+		}
 		oflags := flags
 		if oflags&syscall.O_ACCMODE != syscall.O_RDONLY {
 			oflags &^= syscall.O_TRUNC // done below, on the right object
@@ -496,9 +505,14 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	}
 }
 
-// Setattr copies the object up and changes its mode, owner, size or times.
+// Setattr copies the object up and changes its mode, owner, size or times;
+// only a change of size needs the data (metacopy=on).
 func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	err := n.copyUp(ctx)
+	cu := n.copyUpMeta
+	if _, ok := in.GetSize(); ok {
+		cu = n.copyUp
+	}
+	err := cu(ctx)
 	var s nodeState
 	var a at
 	var st unix.Stat_t

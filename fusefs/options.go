@@ -82,7 +82,13 @@ func ParseOptions(cfg *Config, opts []string) (MountOptions, error) {
 				ov.set(key, val)
 			case "volatile":
 				cfg.NoFsync = true
-			case "userxattr", "xino", "redirect_dir", "index", "metacopy", "nfs_export", "uuid", "context", "fscontext", "defcontext", "rootcontext":
+			case "metacopy":
+				on, err := boolOption(key, val, hasVal)
+				if err != nil {
+					return mo, err
+				}
+				cfg.Metacopy = on
+			case "userxattr", "xino", "redirect_dir", "index", "nfs_export", "uuid", "context", "fscontext", "defcontext", "rootcontext":
 				// Kernel overlayfs and SELinux options with no meaning here.
 				mo.Ignored = append(mo.Ignored, o)
 			case "uidmapping", "gidmapping":
@@ -141,6 +147,9 @@ func ParseOptions(cfg *Config, opts []string) (MountOptions, error) {
 		}
 	}
 	if err := ov.apply(cfg); err != nil {
+		return mo, err
+	}
+	if err := cfg.checkMetacopy(); err != nil {
 		return mo, err
 	}
 	return mo, nil

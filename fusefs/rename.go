@@ -331,6 +331,12 @@ func (u *Union) materialize(s nodeState, rel string, t int) error {
 		crel := joinRel(rel, e.Name)
 		isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
 		copied := cs.br != t
+		if !copied && cs.meta {
+			// Moved away from its data's path: give it its data.
+			if err := u.completeAt(cs, rel, e.Name, t, tdir); err != nil {
+				return err
+			}
+		}
 		if copied {
 			if err := u.copyInto(cs, rel, e.Name, &st, t, tdir); err != nil {
 				return err

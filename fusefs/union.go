@@ -90,6 +90,9 @@ func New(cfg Config) (*Union, error) {
 	if len(cfg.Branches) == 0 {
 		return nil, ErrNoBranches
 	}
+	if err := cfg.checkMetacopy(); err != nil {
+		return nil, err
+	}
 	u := &Union{cfg: cfg, log: cfg.Logger, topRW: -1, alias: map[devIno]uint64{}, plinks: map[devIno]plinkRef{}, listSeed: maphash.MakeSeed()}
 	if u.log == nil {
 		u.log = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -108,7 +108,7 @@ func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errn
 func (n *node) xattrTarget(ctx context.Context, write bool) (at, error) {
 	var err error
 	if write {
-		err = n.copyUp(ctx)
+		err = n.copyUpMeta(ctx)
 	}
 	var a at
 	if err == nil {
