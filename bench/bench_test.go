@@ -148,6 +148,7 @@ func TestTargets(t *testing.T) {
 		res("readdir", ImplOverlay, 10), res("readdir", ImplUfs, 14), // 1.4 ≤ 1.5: met
 		res("untar", ImplOverlay, 10), res("untar", ImplUfs, 30), // 3.0 > 2.5: miss
 		res("copyup-chmod", ImplUfs, 5, "data copied"),
+		res("copyup-chmod", ImplUfsMetacopy, 1, "metadata only"), res("copyup-chmod", ImplOverlayMetacopy, 1, "metadata only"),
 		res("readdir", ImplUfsRootless, 20), res("readdir", ImplFuseRootless, 20), // not faster: miss
 		{Workload: "gobuild", Impl: ImplUfs, Err: "boom"}, res("gobuild", ImplOverlay, 1),
 	}}
@@ -155,7 +156,7 @@ func TestTargets(t *testing.T) {
 	want := map[string]string{
 		"ufs (root), readdir of a wide directory: ≤ 1.5× kernel overlayfs":              met,
 		"ufs (root), untar the rootfs into the union: ≤ 2.5× kernel overlayfs":          miss,
-		"ufs (root): chmod of a lower file without copying its data":                    miss,
+		"ufs (root): chmod of a lower file without copying its data (-o metacopy=on)":   met,
 		"ufs rootless faster than fuse-overlayfs rootless: readdir of a wide directory": miss,
 		"ufs (root), go build of a module in the union: ≤ 1.2× kernel overlayfs":        "not measured: ufs failed",
 	}
@@ -166,6 +167,11 @@ func TestTargets(t *testing.T) {
 	for text, status := range want {
 		if got[text] != status {
 			t.Errorf("%s: status %q, want %q", text, got[text], status)
+		}
+	}
+	for _, c := range rep.Targets {
+		if strings.Contains(c.Text, "metacopy") && c.Figure != "metadata only, 1.00 ms (overlayfs metacopy=on: metadata only, 1.00 ms; ufs default: data copied, 5.00 ms)" {
+			t.Errorf("metacopy target figure %q", c.Figure)
 		}
 	}
 	if _, ok := got["ufs (root), sequential write of a new file: ≤ 1.1× kernel overlayfs"]; ok {

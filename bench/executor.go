@@ -47,7 +47,7 @@ func (l *localExecutor) Open(ctx context.Context, impl Impl, workload string) (i
 	if w == nil {
 		return 0, fmt.Errorf("unknown workload %q", workload)
 	}
-	inst, err := mountInstance(ctx, impl.Kind, l.fx, w.Stack, w.Mutates, l.scratch, l.ufsBin)
+	inst, err := mountInstance(ctx, impl, l.fx, w.Stack, w.Mutates, l.scratch, l.ufsBin)
 	if err != nil {
 		return 0, err
 	}

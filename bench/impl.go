@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,6 +20,16 @@ type Impl struct {
 	Label    string `json:"label"`
 	Kind     string `json:"kind"` // plain, overlay, fuse-overlayfs, ufs
 	Rootless bool   `json:"rootless"`
+	// Opts are mount options added to the overlay ones ("" for none).
+	Opts string `json:"opts,omitempty"`
+	// Families limits the implementation to these workload families
+	// (none: every workload).
+	Families []string `json:"families,omitempty"`
+}
+
+// runs reports whether the implementation runs workload w.
+func (i Impl) runs(w *Workload) bool {
+	return len(i.Families) == 0 || slices.Contains(i.Families, w.Family)
 }
 
 // Implementation names.
@@ -30,17 +41,25 @@ const (
 	ImplUfsRootless     = "ufs-rootless"
 	ImplFuseRootless    = "fuse-overlayfs-rootless"
 	ImplOverlayRootless = "overlayfs-rootless"
+	// The copy-up workloads again with metacopy=on, which is opt-in in
+	// both (see the README).
+	ImplOverlayMetacopy = "overlayfs-metacopy"
+	ImplUfsMetacopy     = "ufs-metacopy"
 )
 
 // FSImpls are the filesystem implementations, in the order of a round.
 var FSImpls = []Impl{
-	{ImplPlain, "plain dir", "plain", false},
-	{ImplOverlay, "overlayfs (root)", "overlay", false},
-	{ImplFuseOverlay, "fuse-overlayfs (root)", "fuse-overlayfs", false},
-	{ImplUfs, "ufs (root)", "ufs", false},
-	{ImplOverlayRootless, "overlayfs (rootless userns)", "overlay", true},
-	{ImplFuseRootless, "fuse-overlayfs (rootless userns)", "fuse-overlayfs", true},
-	{ImplUfsRootless, "ufs (rootless userns)", "ufs", true},
+	{Name: ImplPlain, Label: "plain dir", Kind: "plain"},
+	{Name: ImplOverlay, Label: "overlayfs (root)", Kind: "overlay"},
+	{Name: ImplFuseOverlay, Label: "fuse-overlayfs (root)", Kind: "fuse-overlayfs"},
+	{Name: ImplUfs, Label: "ufs (root)", Kind: "ufs"},
+	{Name: ImplOverlayRootless, Label: "overlayfs (rootless userns)", Kind: "overlay", Rootless: true},
+	{Name: ImplFuseRootless, Label: "fuse-overlayfs (rootless userns)", Kind: "fuse-overlayfs", Rootless: true},
+	{Name: ImplUfsRootless, Label: "ufs (rootless userns)", Kind: "ufs", Rootless: true},
+	{Name: ImplOverlayMetacopy, Label: "overlayfs metacopy=on (root)", Kind: "overlay",
+		Opts: "metacopy=on,redirect_dir=on", Families: []string{famCopy}},
+	{Name: ImplUfsMetacopy, Label: "ufs metacopy=on (root)", Kind: "ufs",
+		Opts: "metacopy=on", Families: []string{famCopy}},
 }
 
 // instance is one mount of an implementation over a stack, with an empty
@@ -56,7 +75,8 @@ type instance struct {
 // mountInstance makes an instance of impl kind over the stack. A plain
 // instance is the fixture's merged copy itself, or a fresh copy of it for a
 // workload that changes existing files.
-func mountInstance(ctx context.Context, kind string, fx *Fixture, stack string, mutates bool, scratch, ufsBin string) (inst *instance, err error) {
+func mountInstance(ctx context.Context, impl Impl, fx *Fixture, stack string, mutates bool, scratch, ufsBin string) (inst *instance, err error) {
+	kind := impl.Kind
 	st := fx.Stacks[stack]
 	if st == nil {
 		return nil, fmt.Errorf("no stack %q in the fixture", stack)
@@ -97,6 +117,9 @@ func mountInstance(ctx context.Context, kind string, fx *Fixture, stack string, 
 	}
 	inst.upper, inst.root = upper, mnt
 	opts := "lowerdir=" + strings.Join(fx.LayerPaths(stack), ":") + ",upperdir=" + upper + ",workdir=" + work
+	if impl.Opts != "" {
+		opts += "," + impl.Opts
+	}
 	switch kind {
 	case "overlay":
 		if inUserNS() {

@@ -158,6 +158,9 @@ func RunFS(ctx context.Context, cfg *Config, rep *Report) error {
 	for _, w := range ws {
 		results := map[string]*Result{}
 		for _, impl := range impls {
+			if !impl.runs(w) {
+				continue
+			}
 			r := &Result{Workload: w.Name, Impl: impl.Name}
 			results[impl.Name] = r
 			rep.Results = append(rep.Results, r)
@@ -165,7 +168,7 @@ func RunFS(ctx context.Context, cfg *Config, rep *Report) error {
 		for round := range warm + cfg.Rounds {
 			for _, impl := range impls {
 				r := results[impl.Name]
-				if r.Err != "" {
+				if r == nil || r.Err != "" {
 					continue
 				}
 				if err := ctx.Err(); err != nil {

@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // Check is one target of the issue beside its figure.
@@ -48,17 +49,7 @@ func (r *Report) CheckTargets() {
 		}
 		add(text, fmt.Sprintf("%.2f×", x), status)
 	}
-	if c := r.result("copyup-chmod", ImplUfs); c != nil {
-		text := "ufs (root): chmod of a lower file without copying its data"
-		switch {
-		case c.Err != "" || len(c.Samples) == 0:
-			add(text, "–", "not measured: "+r.whyMissing("copyup-chmod", ImplUfs, ImplUfs))
-		case slices.Contains(c.Notes, "data copied"):
-			add(text, "data copied, "+fmtDur(c.Median), miss)
-		default:
-			add(text, "metadata only, "+fmtDur(c.Median), met)
-		}
-	}
+	r.checkMetacopy(add)
 	for _, w := range Workloads {
 		if r.result(w.Name, ImplUfsRootless) == nil && r.result(w.Name, ImplFuseRootless) == nil {
 			continue
@@ -78,6 +69,51 @@ func (r *Report) CheckTargets() {
 	if len(r.Runtime) > 0 || len(r.RTSkips) > 0 {
 		r.checkRuntimeTargets(add)
 	}
+}
+
+// checkMetacopy reports the target "chmod of a lower file without copying
+// its data". Like overlayfs, ufs does it only with metacopy=on, which is
+// opt-in (an upper with metacopy files needs metacopy=on to be read): the
+// figure is ufs-metacopy's, beside overlayfs's with metacopy=on and ufs's
+// with the default options.
+func (r *Report) checkMetacopy(add func(text, figure, status string)) {
+	const w = "copyup-chmod"
+	c, plain := r.result(w, ImplUfsMetacopy), r.result(w, ImplUfs)
+	if c == nil && plain == nil {
+		return
+	}
+	text := "ufs (root): chmod of a lower file without copying its data (-o metacopy=on)"
+	var peers []string
+	for _, x := range []struct{ impl, label string }{{ImplOverlayMetacopy, "overlayfs metacopy=on"}, {ImplUfs, "ufs default"}} {
+		if o := r.result(w, x.impl); o != nil && o.Err == "" && len(o.Samples) > 0 {
+			peers = append(peers, x.label+": "+copyNote(o)+", "+fmtDur(o.Median))
+		}
+	}
+	beside := ""
+	if len(peers) > 0 {
+		beside = " (" + strings.Join(peers, "; ") + ")"
+	}
+	switch {
+	case c == nil:
+		add(text, "–"+beside, "not measured: "+ImplUfsMetacopy+" was not run")
+	case c.Err != "" || len(c.Samples) == 0:
+		add(text, "–"+beside, "not measured: "+r.whyMissing(w, ImplUfsMetacopy))
+	case slices.Contains(c.Notes, "data copied"):
+		add(text, "data copied, "+fmtDur(c.Median)+beside, miss)
+	default:
+		add(text, copyNote(c)+", "+fmtDur(c.Median)+beside, met)
+	}
+}
+
+// copyNote is what a copy-up workload's result says it copied.
+func copyNote(x *Result) string {
+	if slices.Contains(x.Notes, "data copied") {
+		return "data copied"
+	}
+	if len(x.Notes) > 0 {
+		return strings.Join(x.Notes, ", ")
+	}
+	return "metadata only"
 }
 
 func (r *Report) whyMissing(workload string, impls ...string) string {

@@ -19,9 +19,11 @@ type nodeState struct {
 	layers []int  // directories: the merged branches, topmost first
 	plink  string // non-empty: reach the object as this name in br's hard-link index
 	// meta is set for a metacopy file in rw branch br: its data is the
-	// file at the same path in branch data (see metacopy.go).
-	meta bool
-	data int
+	// file at the same path, or at dataRel (an overlay redirect), in
+	// branch data (see metacopy.go).
+	meta    bool
+	data    int
+	dataRel string
 }
 
 // isNotFound reports errors that mean "no such object in this branch".
@@ -83,7 +85,7 @@ func (u *Union) lookupIn(parent nodeState, dirRel string, dir *node, name string
 			}
 			return res, top, err
 		}
-		stop := u.probe(br, dfd, name, &res, &top, &found, b)
+		stop := u.probe(br, dfd, dirRel, name, &res, &top, &found, b)
 		release()
 		if stop {
 			break
@@ -93,6 +95,9 @@ func (u *Union) lookupIn(parent nodeState, dirRel string, dir *node, name string
 		return res, top, unix.ENOENT
 	}
 	if res.meta {
+		if res.data == dataRedirected {
+			u.findRedirected(&res, &top)
+		}
 		if err := u.checkMetaData(res, dirRel, name); err != nil {
 			return res, top, err
 		}
@@ -110,7 +115,7 @@ func (u *Union) lookupIn(parent nodeState, dirRel string, dir *node, name string
 
 // probe examines name in one branch directory and reports whether the merge
 // stops here.
-func (u *Union) probe(br *branch, dfd int, name string, res *nodeState, top *unix.Stat_t, found *bool, b int) bool {
+func (u *Union) probe(br *branch, dfd int, dirRel, name string, res *nodeState, top *unix.Stat_t, found *bool, b int) bool {
 	honour := br.Perm.honoursWhiteouts()
 	var st unix.Stat_t
 	err := sys.Fstatat(dfd, name, &st)
@@ -134,7 +139,7 @@ func (u *Union) probe(br *branch, dfd int, name string, res *nodeState, top *uni
 			res.br = b
 			if !isDir {
 				// A metacopy file goes on to the branch holding its data.
-				return !u.probeMeta(br, dfd, name, &st, res)
+				return !u.probeMeta(br, dfd, dirRel, name, &st, res)
 			}
 			res.layers = []int{b}
 		} else {

@@ -3,6 +3,8 @@ package fusefs
 import (
 	"context"
 	"errors"
+	"path"
+	"strings"
 
 	"github.com/urun-dev/urun/internal/sys"
 	"golang.org/x/sys/unix"
@@ -23,8 +25,9 @@ import (
 // metadata are staged in the work directory, without the metacopy
 // attribute, and renamed over the metacopy file, so that a crash leaves
 // either the metacopy file or the whole copy. ufs writes no redirect or
-// origin attributes: a metacopy file's data is always found by its path,
-// which is why a rename completes the copy first.
+// origin attributes: the data of a metacopy file it makes is found by its
+// path, which is why a rename completes the copy first. It follows the
+// redirect kernel overlayfs gives a metacopy file it renames.
 
 // Extended attributes of overlayfs's metacopy files.
 var (
@@ -33,7 +36,7 @@ var (
 )
 
 // dataRedirected marks, in nodeState.data, a metacopy file whose data an
-// overlay redirect names: ufs does not follow redirects.
+// overlay redirect names (nodeState.dataRel), until it is found.
 const dataRedirected = -2
 
 // dataBr returns the branch holding the object's data: the lower branch of
@@ -51,16 +54,58 @@ func (s nodeState) dataBr() int {
 // are examined (a metacopy file has no data blocks), so that the common
 // lookup costs no extra system call: those found are refused (see
 // checkMetaData), as overlayfs refuses them.
-func (u *Union) probeMeta(br *branch, dfd int, name string, st *unix.Stat_t, res *nodeState) bool {
+func (u *Union) probeMeta(br *branch, dfd int, dirRel, name string, st *unix.Stat_t, res *nodeState) bool {
 	if !u.isMetacopy(br, dfd, name, st) {
 		return false
 	}
 	res.meta, res.data = true, -1
-	if hasXattr(dfd, name, redirectXattrs) {
-		res.data = dataRedirected
+	for _, x := range redirectXattrs {
+		v, err := sys.GetxattrAll(dfd, name, x)
+		if err != nil {
+			continue
+		}
+		// Kernel overlayfs renamed the metacopy file: an absolute
+		// redirect is the data's path from the root, a relative one its
+		// name in the same directory.
+		r := string(v)
+		if strings.HasPrefix(r, "/") {
+			r = path.Clean(r)[1:]
+		} else {
+			r = joinRel(dirRel, r)
+		}
+		res.data, res.dataRel = dataRedirected, r
 		return false
 	}
 	return true
+}
+
+// findRedirected looks for the data of the redirected metacopy file res:
+// the topmost branch below it holding a regular file at res.dataRel. As
+// ufs follows no directory redirects, the path is taken as it is in every
+// branch.
+func (u *Union) findRedirected(res *nodeState, top *unix.Stat_t) {
+	if res.dataRel == "" || res.dataRel == "." || isMetaName(path.Base(res.dataRel)) {
+		return
+	}
+	dir, name := splitRel(res.dataRel)
+	for b := res.br + 1; b < len(u.br); b++ {
+		fd, err := sys.OpenBeneath(u.br[b].fd, dir, unix.O_PATH|unix.O_DIRECTORY, 0)
+		if err != nil {
+			continue
+		}
+		var st unix.Stat_t
+		err = sys.Fstatat(fd, name, &st)
+		regular := err == nil && st.Mode&unix.S_IFMT == unix.S_IFREG && !isWhiteoutAt(fd, name, &st)
+		unix.Close(fd)
+		if regular {
+			res.data = b
+			top.Blocks = st.Blocks
+			return
+		}
+		if err == nil {
+			return // another object is there: no data
+		}
+	}
 }
 
 // isMetacopy reports whether the object st, name in dfd of branch br, is a
@@ -103,7 +148,7 @@ func (u *Union) checkMetaData(res nodeState, dirRel, name string) error {
 		u.log.Warn("refusing a metacopy file: its data is in a lower layer; mount with metacopy=on", "path", p)
 		return unix.EPERM
 	case res.data == dataRedirected:
-		u.log.Warn("metacopy file with an overlay redirect, which ufs does not follow", "path", p)
+		u.log.Warn("metacopy file whose redirect names no lower file", "path", p, "redirect", res.dataRel)
 		return unix.EIO
 	case res.data < 0:
 		u.log.Warn("metacopy file whose data no lower layer holds", "path", p)
@@ -176,7 +221,11 @@ func (n *node) dataAt(s nodeState) (at, error) {
 	if s.data < 0 {
 		return at{}, unix.EIO
 	}
-	dir, name := splitRel(n.rel())
+	rel := n.rel()
+	if s.dataRel != "" {
+		rel = s.dataRel
+	}
+	dir, name := splitRel(rel)
 	fd, err := sys.OpenBeneath(n.u.br[s.data].fd, dir, unix.O_PATH|unix.O_DIRECTORY, 0)
 	if err != nil {
 		return at{}, err
@@ -268,12 +317,16 @@ func (u *Union) completeAt(cs nodeState, rel, name string, t, tdir int) error {
 	if cs.data < 0 {
 		return unix.EIO
 	}
-	fd, err := sys.OpenBeneath(u.br[cs.data].fd, rel, unix.O_PATH|unix.O_DIRECTORY, 0)
+	dir, dname := rel, name
+	if cs.dataRel != "" {
+		dir, dname = splitRel(cs.dataRel)
+	}
+	fd, err := sys.OpenBeneath(u.br[cs.data].fd, dir, unix.O_PATH|unix.O_DIRECTORY, 0)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(fd)
-	_, err = u.fillData(t, tdir, name, at{fd: fd, name: name}, cs.bino, u.inoFor(t, cs.bino))
+	_, err = u.fillData(t, tdir, name, at{fd: fd, name: dname}, cs.bino, u.inoFor(t, cs.bino))
 	return err
 }
 

@@ -337,11 +337,19 @@ func mcKernelOps(t *testing.T, mnt string, renames bool) {
 		steps = append(steps, struct {
 			what string
 			do   func() error
-		}{"chmod then rename", func() error {
+		}{"chmod then rename to another directory", func() error {
 			if err := os.Chmod(m("dir/d"), 0o600); err != nil {
 				return err
 			}
 			return os.Rename(m("dir/d"), m("d2"))
+		}}, struct {
+			what string
+			do   func() error
+		}{"chown then rename in place", func() error {
+			if err := os.Lchown(m("e"), 42, 43); err != nil {
+				return err
+			}
+			return os.Rename(m("e"), m("e2"))
 		}})
 	}
 	for _, s := range steps {
@@ -364,7 +372,7 @@ func TestMetacopyKernel(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			ud, kd := newOverlayDirs(t, 1), newOverlayDirs(t, 1)
-			mcLowers(t, ud, "a", "b", "c", "d")
+			mcLowers(t, ud, "a", "b", "c", "d", "e")
 			copyTree(t, ud.lowers[0], kd.lowers[0])
 			kopts := kd.options() + ",metacopy=on,redirect_dir=on"
 			kmnt := t.TempDir()
@@ -399,11 +407,30 @@ func TestMetacopyKernel(t *testing.T) {
 			if err := unix.Unmount(k2, 0); err != nil {
 				t.Fatal(err)
 			}
-			if !renames {
-				// Kernel overlayfs follows a renamed metacopy file with a
-				// redirect, which ufs does not read.
-				m2, _ := mountUfsOverlay(t, kd.options()+",metacopy=on")
-				diffTrees(t, "ufs over kernel overlayfs's upper", treeOf(t, m2), kernelView)
+			if renames {
+				// Kernel overlayfs keeps a renamed metacopy file, with a
+				// redirect (absolute across directories, relative in
+				// place), which ufs follows.
+				for p, want := range map[string]string{"d2": "/dir/d", "e2": "e"} {
+					if v, err := xattr(filepath.Join(kd.upper, p), "trusted.overlay.redirect"); err != nil || v != want {
+						t.Errorf("kernel upper %s: redirect %q, %v; want %q", p, v, err, want)
+					}
+				}
+			}
+			m2, _ := mountUfsOverlay(t, kd.options()+",metacopy=on")
+			diffTrees(t, "ufs over kernel overlayfs's upper", treeOf(t, m2), kernelView)
+			if renames {
+				// A change of data completes the redirected copy.
+				f, err := os.OpenFile(filepath.Join(m2, "d2"), os.O_WRONLY|os.O_APPEND, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := f.WriteString("x"); err != nil {
+					t.Fatal(err)
+				}
+				f.Close()
+				wantBytes(t, filepath.Join(m2, "d2"), append(mcData("d"), 'x'))
+				wantMetacopy(t, filepath.Join(kd.upper, "d2"), false, mcSize+1)
 			}
 		})
 	}

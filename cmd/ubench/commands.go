@@ -18,7 +18,7 @@ type commonFlags struct {
 	Rounds   int      `default:"5" help:"Measured rounds after the warm-up."`
 	Smoke    bool     `help:"One round, small sizes, a synthetic tree instead of the minbase: checks that the harness works."`
 	Workload []string `short:"w" help:"Workloads or families to run (default all); repeat or comma-separate." sep:","`
-	Impl     []string `help:"Implementations to run (default all): plain, overlayfs, fuse-overlayfs, ufs, overlayfs-rootless, fuse-overlayfs-rootless, ufs-rootless; for run: bwrap, crun, runc, podman-overlay, podman-fuse-overlayfs, podman-ufs, urun." sep:","`
+	Impl     []string `help:"Implementations to run (default all): plain, overlayfs, fuse-overlayfs, ufs, overlayfs-rootless, fuse-overlayfs-rootless, ufs-rootless, and for the copy-up workloads overlayfs-metacopy, ufs-metacopy; for run: bwrap, crun, runc, podman-overlay, podman-fuse-overlayfs, podman-ufs, urun." sep:","`
 	Ufs      string   `default:"bin/ufs" help:"The ufs binary." type:"path"`
 	Urun     string   `default:"bin/urun" help:"The urun binary (measured if it exists)." type:"path"`
 	User     string   `default:"urun-test" help:"The unprivileged user of the rootless figures (made by scripts/rootless-setup.sh)."`
