@@ -295,18 +295,6 @@ func (u *Union) copyMeta(src at, st *unix.Stat_t, t int, name string) error {
 		}
 		u.log.Debug("copy-up keeps the daemon's owner", "name", name, "err", err)
 	}
-	if typ != unix.S_IFLNK {
-		mode := u.physicalMode(t, st.Mode)
-		if typ == unix.S_IFDIR && !u.privileged {
-			// An unprivileged daemon must be able to rename the directory
-			// into place and to move children into it: the copy-up sets
-			// the directory's own mode once it is in place.
-			mode |= 0o700
-		}
-		if err := sys.Fchmodat(dirfd, name, mode); err != nil {
-			return err
-		}
-	}
 	names, err := sys.Llistxattr(src.fd, src.name)
 	if err != nil && !errors.Is(err, unix.ENOTSUP) {
 		return err
@@ -327,6 +315,20 @@ func (u *Union) copyMeta(src at, st *unix.Stat_t, t int, name string) error {
 				u.log.Warn("copy-up drops an attribute the daemon may not set", "attr", x, "err", err)
 				continue
 			}
+			return err
+		}
+	}
+	// The mode after the attributes: an unprivileged daemon may not set
+	// user.* attributes on a file without write permission.
+	if typ != unix.S_IFLNK {
+		mode := u.physicalMode(t, st.Mode)
+		if typ == unix.S_IFDIR && !u.privileged {
+			// An unprivileged daemon must be able to rename the directory
+			// into place and to move children into it: the copy-up sets
+			// the directory's own mode once it is in place.
+			mode |= 0o700
+		}
+		if err := sys.Fchmodat(dirfd, name, mode); err != nil {
 			return err
 		}
 	}

@@ -3,6 +3,7 @@ package fusefs
 import (
 	"context"
 	"errors"
+	"os"
 	"path"
 	"strings"
 
@@ -117,7 +118,52 @@ func (u *Union) isMetacopy(br *branch, dfd int, name string, st *unix.Stat_t) bo
 	if !u.cfg.Metacopy && st.Blocks*512 >= st.Size {
 		return false
 	}
-	return hasXattr(dfd, name, metacopyXattrs)
+	found := false
+	err := u.asReadable(dfd, name, st, func() error {
+		for _, x := range metacopyXattrs {
+			_, err := sys.Lgetxattr(dfd, name, x, nil)
+			if err == nil {
+				found = true
+				return nil
+			}
+			if errors.Is(err, unix.EACCES) {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		u.log.Warn("cannot tell whether an upper file is a metacopy file", "name", name, "err", err)
+	}
+	return found
+}
+
+// asReadable runs fn, which reads extended attributes of the regular file
+// name in dirfd of the upper (whose stat is st). The user.* attributes an
+// unprivileged daemon keeps there need read permission: a file it owns but
+// may not read (chmod 000 through the union) is made readable for the
+// duration of fn. A crash meanwhile leaves the owner's read bit set.
+func (u *Union) asReadable(dirfd int, name string, st *unix.Stat_t, fn func() error) error {
+	err := fn()
+	if err == nil || u.privileged || !errors.Is(err, unix.EACCES) {
+		return err
+	}
+	var pst unix.Stat_t
+	if sys.Fstatat(dirfd, name, &pst) != nil || int(pst.Uid) != os.Geteuid() || pst.Mode&0o400 != 0 ||
+		pst.Mode&unix.S_IFMT != unix.S_IFREG || pst.Ino != st.Ino {
+		return err
+	}
+	if cerr := sys.Fchmodat(dirfd, name, pst.Mode&07777|0o400); cerr != nil {
+		return err
+	}
+	err = fn()
+	if cerr := sys.Fchmodat(dirfd, name, pst.Mode&07777); cerr != nil {
+		u.log.Warn("cannot restore an upper file's mode", "name", name, "err", cerr)
+		if err == nil {
+			err = cerr
+		}
+	}
+	return err
 }
 
 // probeData examines name in branch b (st and err from its stat) for the
@@ -288,7 +334,9 @@ func (u *Union) fillData(t, dirfd int, name string, data at, bino, ino uint64) (
 	tmp := u.tmpName()
 	err := u.copyFile(data, &st, tb.work, tmp)
 	if err == nil {
-		err = u.copyMeta(at{fd: dirfd, name: name}, &st, t, tmp)
+		err = u.asReadable(dirfd, name, &st, func() error {
+			return u.copyMeta(at{fd: dirfd, name: name}, &st, t, tmp)
+		})
 	}
 	var nst, pst unix.Stat_t
 	if err == nil {

@@ -247,6 +247,20 @@ func TestMetacopyDataChange(t *testing.T) {
 			}
 			return p + ".mv"
 		}, func(d []byte) []byte { return d }},
+		{"rename unreadable", func(t *testing.T, mnt, p string) string {
+			// Mode 000: the daemon must still read the metacopy file's
+			// attributes to complete it.
+			if err := os.Chmod(p, 0); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(p, p+".mv"); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(p+".mv", 0o640); err != nil {
+				t.Fatal(err)
+			}
+			return p + ".mv"
+		}, func(d []byte) []byte { return d }},
 	}
 	var names []string
 	for _, tt := range tests {
