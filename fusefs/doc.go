@@ -24,6 +24,11 @@
 // links of a copied-up object stay linked through the ".wh..wh.plnk" index,
 // which persists across remounts.
 //
+// With Config.Metacopy (overlay mode), a change of the metadata only of a
+// lower regular file copies up a metacopy file instead, in overlayfs's
+// format: sparse, carrying overlay.metacopy, its data read from the lower
+// file until a change of the data completes the copy (metacopy.go).
+//
 // Branch files are reached through the branch root's O_PATH descriptor with
 // openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS) and *at calls, so no symlink
 // in a branch leads outside it and paths deeper than PATH_MAX work.

@@ -2,7 +2,9 @@ package fusefs_test
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -298,6 +300,30 @@ func TestMetacopyDataChange(t *testing.T) {
 	wantMode(t, filepath.Join(mnt, "dir2/rename"), unix.S_IFREG|0o600)
 	wantMetacopy(t, filepath.Join(d.upper, "dir2/rename"), false, mcSize)
 	wantStagingEmpty(t, filepath.Join(d.work, "ufs-work"))
+}
+
+// TestMetacopyExecMmap: a metacopy file maps and executes its lower data.
+// Both run in helper processes: a page fault on the union in the daemon's
+// own process can deadlock it (see the package doc of go-fuse).
+func TestMetacopyExecMmap(t *testing.T) {
+	d := newOverlayDirs(t, 1)
+	mcLowers(t, d, "data")
+	const script = "#!/bin/sh\nexit 0\n" // zeros instead would be ENOEXEC
+	testutil.Write(t, d.lowers[0], testutil.Tree{"run": script})
+	mnt, _ := mountUfsOverlay(t, d.options()+",metacopy=on")
+	run := filepath.Join(mnt, "run")
+	if err := os.Chmod(run, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	wantMetacopy(t, filepath.Join(d.upper, "run"), true, int64(len(script)))
+	helper(t, "exec", run, "")
+
+	p := filepath.Join(mnt, "data")
+	if err := os.Chmod(p, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	helper(t, "mmap-read", p, fmt.Sprintf("%x", sha256.Sum256(mcData("data"))))
+	wantMetacopy(t, filepath.Join(d.upper, "data"), true, mcSize)
 }
 
 // TestMetacopyRefused: metacopy=on needs the overlay format.

@@ -3,6 +3,7 @@ package fusefs_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -62,6 +63,26 @@ func runHelper(name, path, arg string) error {
 	case "privop":
 		// Change path as arg says ("uid:operation").
 		return privOpHelper(path, arg)
+	case "mmap-read":
+		// Read path through a shared mapping; its SHA-256 must be arg.
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		fi, err := f.Stat()
+		if err != nil {
+			return err
+		}
+		m, err := syscall.Mmap(int(f.Fd()), 0, int(fi.Size()), syscall.PROT_READ, syscall.MAP_SHARED)
+		if err != nil {
+			return fmt.Errorf("mmap %s: %w", path, err)
+		}
+		defer syscall.Munmap(m)
+		if sum := fmt.Sprintf("%x", sha256.Sum256(m)); sum != arg {
+			return fmt.Errorf("mapping of %s has SHA-256 %s, want %s", path, sum, arg)
+		}
+		return nil
 	case "exec":
 		// Run the program at path.
 		if out, err := exec.Command(path).CombinedOutput(); err != nil {

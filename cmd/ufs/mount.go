@@ -22,7 +22,7 @@ import (
 const readyEnv = "UFS_READY_FD"
 
 type mountCmd struct {
-	Options    []string `short:"o" sep:"none" help:"Mount options, comma-separated: br=DIR=PERM:DIR=PERM (topmost first), udba=none|reval, timeout=SECONDS, fsync=0|1, passthrough=0|1, ro, allow_other, nosuid, nodev, noexec, debug, log=FILE." placeholder:"OPTS"`
+	Options    []string `short:"o" sep:"none" help:"Mount options, comma-separated: br=DIR=PERM:DIR=PERM (topmost first), udba=none|reval, timeout=SECONDS, fsync=0|1, passthrough=0|1, metacopy=on (overlay mode: chmod/chown/utimes/xattr changes copy no data), ro, allow_other, nosuid, nodev, noexec, debug, log=FILE." placeholder:"OPTS"`
 	Branch     []string `sep:"none" help:"A branch as DIR=PERM (PERM: rw, wh (ro+wh) or ro); repeat, topmost first." placeholder:"DIR=PERM"`
 	Foreground bool     `short:"f" help:"Stay in the foreground and serve until unmounted or signalled."`
 	Mountpoint string   `arg:"" help:"Where to mount the union." type:"path"`
