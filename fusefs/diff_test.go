@@ -32,6 +32,10 @@ import (
 //     ufs's behaviour).
 //   - lower layers hold no hard links: overlayfs without index=on breaks
 //     them on copy-up, ufs keeps them (TestHardLinks*).
+//   - with metacopy=on (TestDifferentialMetacopy) overlayfs also has
+//     redirect_dir=on and renames directories, keeping them merged with a
+//     redirect, where ufs copies the tree up and makes it opaque: renames
+//     of directories are not run.
 
 // diffNames is the namespace the generator draws paths from: few names, so
 // that operations collide.
@@ -341,11 +345,12 @@ func copyTree(t *testing.T, src, dst string) {
 // that TestDifferential can check it tests more than error paths.
 var diffSucceeded, diffSteps int
 
-func runSequence(t *testing.T, seed uint64, ops []diffOp) string {
+func runSequence(t *testing.T, seed uint64, ops []diffOp, extra string) string {
 	t.Helper()
 	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	nl := 1 + r.IntN(4)
 	u, k := newOverlayDirs(t, nl), newOverlayDirs(t, nl)
+	u.extra, k.extra = extra, extra
 	genLowers(t, r, u.lowers)
 	dropPointlessWhiteouts(t, u.lowers)
 	for i := range u.lowers {
@@ -355,6 +360,9 @@ func runSequence(t *testing.T, seed uint64, ops []diffOp) string {
 	kmnt, koff := mountKernelOverlay(t, k)
 	for i, o := range ops {
 		o = o.resolve(kmnt)
+		if extra != "" && movesDir(kmnt, o) {
+			continue // deliberate divergence: see the package comment above
+		}
 		ke := runOp(kmnt, o)
 		if (o.Kind == "rename" || o.Kind == "noreplace" || o.Kind == "exchange") && ke == unix.EXDEV {
 			continue // deliberate divergence: see the package comment above
@@ -397,7 +405,8 @@ func runSequence(t *testing.T, seed uint64, ops []diffOp) string {
 	kmnt, _ = mountKernelOverlay(t, u)
 	kt, err := diffTree(kmnt)
 	if err != nil {
-		return "overlayfs on ufs's upper: " + err.Error()
+		ls, _ := exec.Command("sh", "-c", "ls -laR \"$0\"; getfattr -R -d -m - \"$0\"", filepath.Dir(u.upper)).CombinedOutput()
+		return "overlayfs on ufs's upper: " + err.Error() + "\nufs's layers:\n" + string(ls)
 	}
 	k2, _ := mountKernelOverlay(t, k)
 	want, _ := diffTree(k2)
@@ -407,12 +416,27 @@ func runSequence(t *testing.T, seed uint64, ops []diffOp) string {
 	return ""
 }
 
+// movesDir reports whether o renames a directory of the union root.
+func movesDir(root string, o diffOp) bool {
+	isDir := func(p string) bool {
+		fi, err := os.Lstat(filepath.Join(root, p))
+		return err == nil && fi.IsDir()
+	}
+	switch o.Kind {
+	case "rename", "noreplace":
+		return isDir(o.A)
+	case "exchange":
+		return isDir(o.A) || isDir(o.B)
+	}
+	return false
+}
+
 // shrink removes operations while the sequence still diverges.
-func shrink(t *testing.T, seed uint64, ops []diffOp) []diffOp {
+func shrink(t *testing.T, seed uint64, ops []diffOp, extra string) []diffOp {
 	for i := 0; i < len(ops); {
 		try := append(append([]diffOp{}, ops[:i]...), ops[i+1:]...)
 		var d string
-		t.Run("shrink", func(t *testing.T) { d = runSequence(t, seed, try) })
+		t.Run("shrink", func(t *testing.T) { d = runSequence(t, seed, try, extra) })
 		if d != "" {
 			ops = try
 		} else {
@@ -422,13 +446,15 @@ func shrink(t *testing.T, seed uint64, ops []diffOp) []diffOp {
 	return ops
 }
 
-func diffCheck(t *testing.T, seed uint64, ops []diffOp) {
+// diffCheck runs ops on both filesystems, mounted with the extra options
+// (comma-separated, or "").
+func diffCheck(t *testing.T, seed uint64, ops []diffOp, extra string) {
 	t.Helper()
-	d := runSequence(t, seed, ops)
+	d := runSequence(t, seed, ops, extra)
 	if d == "" {
 		return
 	}
-	small := shrink(t, seed, ops)
+	small := shrink(t, seed, ops, extra)
 	t.Fatalf("seed %d diverges: %s\nshrunk sequence (%d ops): %v", seed, d, len(small), small)
 }
 
@@ -445,7 +471,7 @@ func TestDifferential(t *testing.T) {
 	for i := range n {
 		seed := master.Uint64()
 		ops := genOps(rand.New(rand.NewPCG(seed, 7)), 25)
-		t.Run(fmt.Sprint(i), func(t *testing.T) { diffCheck(t, seed, ops) })
+		t.Run(fmt.Sprint(i), func(t *testing.T) { diffCheck(t, seed, ops, "") })
 		if t.Failed() {
 			return
 		}
@@ -453,6 +479,27 @@ func TestDifferential(t *testing.T) {
 	t.Logf("%d sequences, %d steps, %d succeeded", n, diffSteps, diffSucceeded)
 	if diffSucceeded*5 < diffSteps {
 		t.Errorf("only %d of %d steps succeeded: the generator mostly tests error paths", diffSucceeded, diffSteps)
+	}
+}
+
+// TestDifferentialMetacopy runs random sequences with metacopy=on on both
+// (and redirect_dir=on, which overlayfs needs for it: directory renames
+// then succeed on both); UFS_DIFF_METACOPY_SEQUENCES changes the number.
+func TestDifferentialMetacopy(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireFUSE(t)
+	n := 300
+	if s := os.Getenv("UFS_DIFF_METACOPY_SEQUENCES"); s != "" {
+		fmt.Sscan(s, &n)
+	}
+	master := rand.New(rand.NewPCG(3, 4))
+	for i := range n {
+		seed := master.Uint64()
+		ops := genOps(rand.New(rand.NewPCG(seed, 7)), 25)
+		t.Run(fmt.Sprint(i), func(t *testing.T) { diffCheck(t, seed, ops, "metacopy=on,redirect_dir=on") })
+		if t.Failed() {
+			return
+		}
 	}
 }
 
@@ -477,6 +524,6 @@ func FuzzDifferential(f *testing.F) {
 				Pick: v&1 == 1,
 			})
 		}
-		diffCheck(t, seed, ops)
+		diffCheck(t, seed, ops, "")
 	})
 }

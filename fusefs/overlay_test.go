@@ -21,6 +21,8 @@ import (
 type overlayDirs struct {
 	lowers      []string
 	upper, work string
+	// extra are more mount options, comma-separated ("" for none).
+	extra string
 }
 
 func newOverlayDirs(t *testing.T, nLowers int) overlayDirs {
@@ -39,7 +41,11 @@ func newOverlayDirs(t *testing.T, nLowers int) overlayDirs {
 }
 
 func (d overlayDirs) options() string {
-	return "lowerdir=" + strings.Join(d.lowers, ":") + ",upperdir=" + d.upper + ",workdir=" + d.work
+	o := "lowerdir=" + strings.Join(d.lowers, ":") + ",upperdir=" + d.upper + ",workdir=" + d.work
+	if d.extra != "" {
+		o += "," + d.extra
+	}
+	return o
 }
 
 // mountUfsOverlay mounts ufs in overlay mode from -o options and returns
