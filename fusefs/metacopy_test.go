@@ -475,3 +475,31 @@ func TestMetacopyKernel(t *testing.T) {
 		})
 	}
 }
+
+// TestMetacopyStatOverride: with xattr_permissions=2 a metacopy file keeps
+// its owner and mode in the stat override, also once completed.
+func TestMetacopyStatOverride(t *testing.T) {
+	d := newOverlayDirs(t, 1)
+	mcLowers(t, d, "f")
+	mnt, _ := mountUfsOverlay(t, d.options()+",metacopy=on,xattr_permissions=2")
+	p := filepath.Join(mnt, "f")
+	if err := os.Chmod(p, 0o604); err != nil {
+		t.Fatal(err)
+	}
+	up := filepath.Join(d.upper, "f")
+	wantMetacopy(t, up, true, mcSize)
+	if v, err := xattr(up, "user.fuseoverlayfs.override_stat"); err != nil || !strings.HasSuffix(v, ":604") {
+		t.Errorf("upper f: override %q, %v; want mode 604", v, err)
+	}
+	wantMode(t, p, unix.S_IFREG|0o604)
+	wantBytes(t, p, mcData("f"))
+	if err := os.Truncate(p, 5); err != nil {
+		t.Fatal(err)
+	}
+	wantMetacopy(t, up, false, 5)
+	wantMode(t, p, unix.S_IFREG|0o604)
+	if v, err := xattr(up, "user.fuseoverlayfs.override_stat"); err != nil || !strings.HasSuffix(v, ":604") {
+		t.Errorf("completed upper f: override %q, %v; want mode 604", v, err)
+	}
+	wantBytes(t, p, mcData("f")[:5])
+}
