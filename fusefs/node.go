@@ -374,15 +374,16 @@ func (n *node) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) 
 // the kernel asks for attributes after each listing and read (atime) and
 // each change of a directory. It reports false where stat must do the work:
 // with Reval (the object at the name may have been replaced behind the
-// union's back), for a name of an indexed hard link, and when the name no
-// longer holds the object.
+// union's back), for a name of an indexed hard link, for a metacopy file
+// (whose block count is its data's), and when the name no longer holds the
+// object.
 func (n *node) cachedStat() (nodeState, unix.Stat_t, bool) {
 	var st unix.Stat_t
 	if n.u.cfg.Reval {
 		return nodeState{}, st, false
 	}
 	s, err := n.state()
-	if err != nil || s.plink != "" {
+	if err != nil || s.plink != "" || s.meta {
 		return s, st, false
 	}
 	var fd int
