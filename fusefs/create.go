@@ -220,7 +220,7 @@ func (n *node) childOut(ctx context.Context, t *target, st *unix.Stat_t, out *fu
 	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
 		cs.layers = []int{t.b}
 	}
-	return n.newChild(ctx, cs, st, &out.Attr)
+	return n.newChildGen(ctx, cs, st, &out.Attr, true)
 }
 
 // Create makes and opens a regular file.

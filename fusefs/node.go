@@ -290,12 +290,18 @@ func (u *Union) nlinkOf(s nodeState, st *unix.Stat_t) uint32 {
 
 // newChild makes (or finds) the inode for a resolved child and fills attr.
 func (n *node) newChild(ctx context.Context, cs nodeState, st *unix.Stat_t, attr *fuse.Attr) *fs.Inode {
+	return n.newChildGen(ctx, cs, st, attr, false)
+}
+
+// newChildGen is newChild for an object the union has just made (fresh),
+// which gets a generation of its own (see Union.genOf).
+func (n *node) newChildGen(ctx context.Context, cs nodeState, st *unix.Stat_t, attr *fuse.Attr, fresh bool) *fs.Inode {
 	ino := n.u.inoFor(cs.br, st.Ino)
 	if cs.plink != "" {
 		ino = n.u.inoFor(cs.br, cs.bino)
 	}
 	child := &node{u: n.u, st: cs}
-	ci := n.NewInode(ctx, child, fs.StableAttr{Mode: st.Mode & unix.S_IFMT, Ino: ino})
+	ci := n.NewInode(ctx, child, fs.StableAttr{Mode: st.Mode & unix.S_IFMT, Ino: ino, Gen: n.u.genOf(ino, fresh)})
 	if got := asNode(ci); got != child {
 		// A known inode number: the same object, or a new one reusing the
 		// number (a directory removed and made again), whose cached
@@ -483,11 +489,24 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 			oflags &^= syscall.O_TRUNC // done below, on the right object
 		}
 		fd, err := sys.OpenBeneath(a.fd, a.name, int(oflags)|unix.O_NOFOLLOW, 0)
-		a.Close()
+		var fst unix.Stat_t
 		if err != nil {
+			// The open may have failed on another object that a
+			// concurrent change put at the name: a whiteout (a device,
+			// which a nodev mount refuses with EACCES) or a directory.
+			// Then this object is gone or moved: look again.
+			moved := sys.Fstatat(a.fd, a.name, &fst) != nil || fst.Ino != st.Ino || fst.Dev != st.Dev
+			a.Close()
+			if moved && try < 3 {
+				n.invalidate()
+				continue
+			}
+			if moved {
+				return nil, 0, syscall.ENOENT
+			}
 			return nil, 0, fs.ToErrno(err)
 		}
-		var fst unix.Stat_t
+		a.Close()
 		if err := sys.Fstatat(fd, "", &fst); err != nil || fst.Ino != st.Ino || fst.Dev != st.Dev {
 			unix.Close(fd)
 			if try < 3 {
@@ -739,4 +758,8 @@ func (n *node) dropFDs() {
 }
 
 // OnForget closes the cached branch descriptors.
-func (n *node) OnForget() { n.dropFDs() }
+func (n *node) OnForget() {
+	n.dropFDs()
+	a := n.StableAttr()
+	n.u.forgetGen(a.Ino, a.Gen)
+}

@@ -64,6 +64,12 @@ type Union struct {
 	privileged bool
 
 	seq atomic.Uint64 // names of staging files
+
+	// gensMu protects gens and genSeq: the generation of each inode
+	// number whose object the union made (see genOf).
+	gensMu sync.Mutex
+	gens   map[uint64]uint64
+	genSeq uint64
 	// dirGen numbers the distinct snapshots of directory listings
 	// (dirHandle); listSeed seeds the hash that tells them apart.
 	dirGen   atomic.Uint64
@@ -432,4 +438,40 @@ func (u *Union) mountFlags() []string {
 		out = append(out, "ro")
 	}
 	return out
+}
+
+// genOf returns the generation to give the object with union inode number
+// ino: a fresh one for an object the union has just made (fresh), else
+// the one it was made with, or 0 for objects made before the mount or
+// behind it. A branch filesystem reuses the inode numbers of removed
+// objects at once (ext4 does); without a new generation go-fuse would
+// hand the new object the node of the old one while the kernel still
+// holds that: a directory alias in another place (ESTALE from the
+// kernel's d_splice_alias) or a symlink's node reached through a stale
+// path.
+func (u *Union) genOf(ino uint64, fresh bool) uint64 {
+	u.gensMu.Lock()
+	defer u.gensMu.Unlock()
+	if fresh {
+		u.genSeq++
+		if u.gens == nil {
+			u.gens = map[uint64]uint64{}
+		}
+		u.gens[ino] = u.genSeq
+		return u.genSeq
+	}
+	return u.gens[ino]
+}
+
+// forgetGen drops the generation of ino when the kernel forgets the node
+// that had it (a later node of the same number keeps its own).
+func (u *Union) forgetGen(ino, gen uint64) {
+	if gen == 0 {
+		return
+	}
+	u.gensMu.Lock()
+	if u.gens[ino] == gen {
+		delete(u.gens, ino)
+	}
+	u.gensMu.Unlock()
 }
