@@ -16,7 +16,11 @@ import (
 // made in the rw branch's staging directory, given its owner, mode,
 // extended attributes and times, and only then renamed into place: a crash
 // leaves either no copy or a whole one.
-func (n *node) copyUp(ctx context.Context) error {
+func (n *node) copyUp(ctx context.Context) error { return n.copyUpFor(ctx, false) }
+
+// copyUpFor is copyUp, for a change of metadata only when meta (see
+// copyUpWith): then a metacopy file in an rw branch needs nothing more.
+func (n *node) copyUpFor(ctx context.Context, meta bool) error {
 	u := n.u
 	if u.topRW < 0 {
 		return unix.EROFS
@@ -25,12 +29,12 @@ func (n *node) copyUp(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if u.rwOf(s) >= 0 && !s.meta {
+	if u.rwOf(s) >= 0 && (meta || !s.meta) {
 		return nil
 	}
 	n.cuMu.Lock()
 	defer n.cuMu.Unlock()
-	return n.copyUpLocked(ctx)
+	return n.copyUpWith(ctx, meta)
 }
 
 // rwOf returns the rw branch where an object can be changed: for a

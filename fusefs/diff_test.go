@@ -461,20 +461,9 @@ func diffCheck(t *testing.T, seed uint64, ops []diffOp, extra string) {
 // TestDifferential runs a bounded number of random sequences from a fixed
 // seed; UFS_DIFF_SEQUENCES changes the number.
 func TestDifferential(t *testing.T) {
-	testutil.RequireRoot(t)
-	testutil.RequireFUSE(t)
-	n := 1000
-	if s := os.Getenv("UFS_DIFF_SEQUENCES"); s != "" {
-		fmt.Sscan(s, &n)
-	}
-	master := rand.New(rand.NewPCG(1, 2))
-	for i := range n {
-		seed := master.Uint64()
-		ops := genOps(rand.New(rand.NewPCG(seed, 7)), 25)
-		t.Run(fmt.Sprint(i), func(t *testing.T) { diffCheck(t, seed, ops, "") })
-		if t.Failed() {
-			return
-		}
+	n := diffSequences(t, "UFS_DIFF_SEQUENCES", 1000, 1, "")
+	if t.Failed() {
+		return
 	}
 	t.Logf("%d sequences, %d steps, %d succeeded", n, diffSteps, diffSucceeded)
 	if diffSucceeded*5 < diffSteps {
@@ -486,21 +475,28 @@ func TestDifferential(t *testing.T) {
 // (and redirect_dir=on, which overlayfs needs for it: directory renames
 // then succeed on both); UFS_DIFF_METACOPY_SEQUENCES changes the number.
 func TestDifferentialMetacopy(t *testing.T) {
+	diffSequences(t, "UFS_DIFF_METACOPY_SEQUENCES", 300, 3, "metacopy=on,redirect_dir=on")
+}
+
+// diffSequences checks n random sequences (env overrides n) with extra
+// mount options, their seeds drawn from PCG(stream, stream+1), up to the
+// first divergence, and returns n.
+func diffSequences(t *testing.T, env string, n int, stream uint64, extra string) int {
 	testutil.RequireRoot(t)
 	testutil.RequireFUSE(t)
-	n := 300
-	if s := os.Getenv("UFS_DIFF_METACOPY_SEQUENCES"); s != "" {
+	if s := os.Getenv(env); s != "" {
 		fmt.Sscan(s, &n)
 	}
-	master := rand.New(rand.NewPCG(3, 4))
+	master := rand.New(rand.NewPCG(stream, stream+1))
 	for i := range n {
 		seed := master.Uint64()
 		ops := genOps(rand.New(rand.NewPCG(seed, 7)), 25)
-		t.Run(fmt.Sprint(i), func(t *testing.T) { diffCheck(t, seed, ops, "metacopy=on,redirect_dir=on") })
+		t.Run(fmt.Sprint(i), func(t *testing.T) { diffCheck(t, seed, ops, extra) })
 		if t.Failed() {
-			return
+			break
 		}
 	}
+	return n
 }
 
 // FuzzDifferential lets go test -fuzz explore sequences; the input is a

@@ -213,23 +213,7 @@ func (u *Union) metacopyEligible(st *unix.Stat_t) bool {
 // copyUpMeta is copyUp for a change of metadata only: with metacopy=on a
 // lower regular file is copied up without its data.
 func (n *node) copyUpMeta(ctx context.Context) error {
-	u := n.u
-	if !u.cfg.Metacopy {
-		return n.copyUp(ctx)
-	}
-	if u.topRW < 0 {
-		return unix.EROFS
-	}
-	s, err := n.state()
-	if err != nil {
-		return err
-	}
-	if u.rwOf(s) >= 0 {
-		return nil
-	}
-	n.cuMu.Lock()
-	defer n.cuMu.Unlock()
-	return n.copyUpWith(ctx, true)
+	return n.copyUpFor(ctx, n.u.cfg.Metacopy)
 }
 
 // stageMetacopy makes name in the staging directory of rw branch t a

@@ -101,17 +101,7 @@ func TestRunImageKill9(t *testing.T) {
 		}
 	}
 	tree := descendants(cmd.Process.Pid)
-	cmd.Process.Kill()
-	cmd.Wait()
-	deadline := time.Now().Add(20 * time.Second)
-	for _, pid := range tree {
-		for alive(pid) {
-			if time.Now().After(deadline) {
-				t.Fatalf("process %d outlived urun's SIGKILL", pid)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+	killTree(t, cmd, tree)
 	if ents, _ := os.ReadDir(filepath.Join(state, "containers")); len(ents) != 1 {
 		t.Errorf("state of the killed container: %v, want one", ents)
 	}

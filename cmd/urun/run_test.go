@@ -508,17 +508,7 @@ func TestKill9(t *testing.T) {
 	if len(tree) < 2 {
 		t.Fatalf("urun %d has descendants %v, want the monitor and the container", cmd.Process.Pid, tree)
 	}
-	cmd.Process.Kill()
-	cmd.Wait()
-	deadline := time.Now().Add(20 * time.Second)
-	for _, pid := range tree {
-		for alive(pid) {
-			if time.Now().After(deadline) {
-				t.Fatalf("process %d outlived urun's SIGKILL", pid)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+	killTree(t, cmd, tree)
 	if len(e.containerDirs()) != 1 {
 		t.Fatalf("state of the killed container: %v, want it left for the next start", e.containerDirs())
 	}
@@ -537,13 +527,8 @@ func descendants(pid int) []int {
 		if err != nil {
 			continue
 		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid …: comm may hold spaces and parentheses.
-		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-		if len(f) > 1 {
+		f, err := testutil.ProcStat(p)
+		if err == nil && len(f) > 1 {
 			pp, _ := strconv.Atoi(f[1])
 			children[pp] = append(children[pp], p)
 		}
@@ -559,14 +544,17 @@ func descendants(pid int) []int {
 	return out
 }
 
-// alive reports whether pid exists and is not a zombie.
-func alive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
+// killTree SIGKILLs urun (cmd) and fails t unless every process of tree
+// (its descendants, taken before) then exits.
+func killTree(t *testing.T, cmd *exec.Cmd, tree []int) {
+	t.Helper()
+	cmd.Process.Kill()
+	cmd.Wait()
+	for _, pid := range tree {
+		if !testutil.WaitExit(t, pid, 20*time.Second) {
+			t.Fatalf("process %d outlived urun's SIGKILL", pid)
+		}
 	}
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-	return len(f) > 0 && f[0] != "Z"
 }
 
 // TestRunTrace: URUN_TRACE=FILE gets the phases of every urun process of
